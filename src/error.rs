@@ -1,0 +1,136 @@
+//! Typed errors, one enum per layer, each mapping to what the peer is told: a close code for
+//! a WebSocket protocol violation, an HTTP status for a refused request.
+
+use std::fmt;
+
+use crate::frame::close_code;
+
+/// A violation of RFC 6455 by the client, found while decoding its frames. The connection is
+/// failed with [`ProtocolError::close_code`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolError {
+    ReservedBits,
+    ReservedOpcode,
+    UnmaskedFrame,
+    FragmentedControl,
+    ControlTooLong,
+    LengthTopBitSet,
+    /// A continuation frame with no message in progress.
+    UnexpectedContinuation,
+    /// A new Text/Binary frame while a fragmented message is still open.
+    ExpectedContinuation,
+    /// A Close payload of exactly one byte.
+    CloseTooShort,
+    InvalidCloseCode,
+    InvalidUtf8,
+    MessageTooBig,
+}
+
+impl ProtocolError {
+    pub fn close_code(self) -> u16 {
+        match self {
+            ProtocolError::InvalidUtf8 => close_code::INVALID_PAYLOAD,
+            ProtocolError::MessageTooBig => close_code::MESSAGE_TOO_BIG,
+            _ => close_code::PROTOCOL_ERROR,
+        }
+    }
+
+    /// Short text for the Close frame's reason and the debug log.
+    pub fn reason(self) -> &'static str {
+        match self {
+            ProtocolError::ReservedBits => "reserved bits set",
+            ProtocolError::ReservedOpcode => "reserved opcode",
+            ProtocolError::UnmaskedFrame => "client frame not masked",
+            ProtocolError::FragmentedControl => "fragmented control frame",
+            ProtocolError::ControlTooLong => "control frame over 125 bytes",
+            ProtocolError::LengthTopBitSet => "64-bit length with top bit set",
+            ProtocolError::UnexpectedContinuation => "continuation without a message",
+            ProtocolError::ExpectedContinuation => "new message inside a fragmented one",
+            ProtocolError::CloseTooShort => "close payload of one byte",
+            ProtocolError::InvalidCloseCode => "invalid close code",
+            ProtocolError::InvalidUtf8 => "invalid UTF-8",
+            ProtocolError::MessageTooBig => "message too big",
+        }
+    }
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.reason(), self.close_code())
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+/// Why an HTTP request (an upgrade or a plain route) is refused. Each maps to one status; the
+/// response carries a short text body and the connection is closed after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeError {
+    /// Not parseable as HTTP/1.1, or a required upgrade header missing or wrong.
+    Malformed(&'static str),
+    /// `Sec-WebSocket-Version` other than 13.
+    UnsupportedVersion,
+    NotFound,
+    MethodNotAllowed,
+    /// Header block over `--max-header-bytes` or more headers than we parse.
+    HeadersTooLarge,
+    /// `Origin` not among `--allowed-origin`.
+    OriginNotAllowed,
+    /// At `--max-connections`.
+    AtCapacity,
+}
+
+impl HandshakeError {
+    pub fn http_status(self) -> u16 {
+        match self {
+            HandshakeError::Malformed(_) => 400,
+            HandshakeError::OriginNotAllowed => 403,
+            HandshakeError::NotFound => 404,
+            HandshakeError::MethodNotAllowed => 405,
+            HandshakeError::UnsupportedVersion => 426,
+            HandshakeError::HeadersTooLarge => 431,
+            HandshakeError::AtCapacity => 503,
+        }
+    }
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            HandshakeError::Malformed(why) => why,
+            HandshakeError::UnsupportedVersion => "only WebSocket version 13 is supported",
+            HandshakeError::NotFound => "no such path",
+            HandshakeError::MethodNotAllowed => "method not allowed",
+            HandshakeError::HeadersTooLarge => "request header block too large",
+            HandshakeError::OriginNotAllowed => "origin not allowed",
+            HandshakeError::AtCapacity => "server at capacity, retry later",
+        }
+    }
+}
+
+impl fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.http_status(), self.reason())
+    }
+}
+
+impl std::error::Error for HandshakeError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_codes() {
+        assert_eq!(ProtocolError::InvalidUtf8.close_code(), 1007);
+        assert_eq!(ProtocolError::MessageTooBig.close_code(), 1009);
+        assert_eq!(ProtocolError::ReservedOpcode.close_code(), 1002);
+        assert_eq!(ProtocolError::InvalidCloseCode.close_code(), 1002);
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(HandshakeError::Malformed("x").http_status(), 400);
+        assert_eq!(HandshakeError::UnsupportedVersion.http_status(), 426);
+        assert_eq!(HandshakeError::HeadersTooLarge.http_status(), 431);
+        assert_eq!(HandshakeError::AtCapacity.http_status(), 503);
+    }
+}
