@@ -1,0 +1,103 @@
+//! One client connection's state, kept small: it lives in the worker's slab for the whole
+//! life of the connection, and an idle WebSocket owns no buffer (all the `Option<Box<..>>`
+//! fields are `None` while nothing is in flight).
+
+use mio::net::TcpStream;
+
+use crate::decoder::Decoder;
+use crate::outq::OutQueue;
+use crate::router::Route;
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading the HTTP request head (bounded by the handshake timeout).
+    Handshake,
+    /// An open WebSocket.
+    Open,
+    /// We sent a Close and wait for the peer's (bounded by the close timeout).
+    Closing,
+    /// Our last bytes (Close reply, HTTP response) are queued: flush them, send FIN, and
+    /// discard input until the peer closes or the close timeout passes.
+    Finishing,
+}
+
+#[derive(Debug)]
+pub struct Conn {
+    pub socket: TcpStream,
+    /// Generation of this slot, carried in the mio token and timer entries.
+    pub gen: u32,
+    /// Tick of the one live timer entry (see `timer`).
+    pub due: u32,
+    /// Tick of the last byte received.
+    pub last_recv: u32,
+    /// Tick the current phase began.
+    pub phase_since: u32,
+    pub phase: Phase,
+    pub route: Route,
+    /// Refused at capacity: not counted as an open connection.
+    pub rejected: bool,
+    /// The peer sent FIN: nothing more to read.
+    pub peer_eof: bool,
+    /// We sent FIN (after our last bytes).
+    pub fin_sent: bool,
+    /// Reading is paused until queued output drains (the peer reads slower than it sends).
+    pub read_paused: bool,
+    /// A request head that arrived in pieces.
+    pub head: Option<Box<Vec<u8>>>,
+    /// Frame or message in progress.
+    pub decoder: Option<Box<Decoder>>,
+    /// Output the socket has not taken yet.
+    pub outq: Option<Box<OutQueue>>,
+}
+
+impl Conn {
+    pub fn new(socket: TcpStream, gen: u32, now: u32) -> Self {
+        Conn {
+            socket,
+            gen,
+            due: u32::MAX,
+            last_recv: now,
+            phase_since: now,
+            phase: Phase::Handshake,
+            route: Route::Healthz,
+            rejected: false,
+            peer_eof: false,
+            fin_sent: false,
+            read_paused: false,
+            head: None,
+            decoder: None,
+            outq: None,
+        }
+    }
+
+    pub fn set_phase(&mut self, phase: Phase, now: u32) {
+        if self.phase != phase {
+            self.phase = phase;
+            self.phase_since = now;
+        }
+    }
+
+    pub fn queued_bytes(&self) -> usize {
+        self.outq.as_ref().map_or(0, |q| q.len())
+    }
+
+    /// Whether any per-connection buffer is allocated (an idle connection has none).
+    pub fn holds_buffers(&self) -> bool {
+        self.head.is_some() || self.decoder.is_some() || self.outq.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conn_stays_small() {
+        // The per-idle-connection budget is 256 bytes of RSS in total; the slab entry is the
+        // bulk of it.
+        let size = std::mem::size_of::<Conn>();
+        assert!(size <= 64, "Conn grew to {size} bytes");
+        assert!(std::mem::size_of::<slab::Slab<Conn>>() > 0);
+    }
+}

@@ -1,0 +1,891 @@
+//! One event-loop thread: its own poll, listeners, slab of connections and timing wheel.
+//!
+//! The loop reads like the data flow: accept → handshake → frames → dispatch → write, then
+//! timers. Reads go into one scratch buffer per worker; whatever a read batch produces for a
+//! connection is gathered and written with one syscall at the end of the batch.
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, TryRecvError};
+use mio::event::Event as PollEvent;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::config::Config;
+use crate::conn::{Conn, Phase};
+use crate::decoder::{Decoder, Event, Flow, Payload};
+use crate::error::HandshakeError;
+use crate::frame::{self, close_code, OpCode, MAX_HEADER_LEN};
+use crate::handshake::{self, UpgradePolicy};
+use crate::outq::{Flushed, OutQueue};
+use crate::router::{self, Route};
+use crate::sys::{self, ReserveFd};
+use crate::timer::{self, Entry, Wheel};
+use crate::token::{self, WAKER};
+use crate::{debug, info, warn};
+
+/// Per-worker read buffer: every connection reads into this, none keeps its own.
+pub const READ_BUF_BYTES: usize = 128 * 1024;
+/// Reads per readiness event before the connection yields to others (it is revisited on the
+/// next turn of the loop, since no new edge will come for data already waiting).
+const READS_PER_EVENT: usize = 16;
+/// Gathered output is written out once it reaches this, even mid-batch.
+const BATCH_FLUSH_BYTES: usize = 256 * 1024;
+/// Messages at least this large are queued by ownership rather than copied.
+const ZERO_COPY_MIN_BYTES: usize = 16 * 1024;
+/// Refused connections kept open briefly so the 503 is read before the socket closes
+/// (closing with unread input would reset the connection and could destroy the response).
+const MAX_LINGERING_REJECTS: usize = 64;
+/// How long accepting pauses after the process runs out of descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(200);
+/// Events fetched per poll.
+const EVENTS_CAPACITY: usize = 1024;
+
+/// Work handed to a worker from other threads.
+#[derive(Debug)]
+pub enum Cmd {
+    /// Stop accepting, close every connection with 1001, exit once they are gone or the
+    /// shutdown timeout passes.
+    Shutdown,
+}
+
+/// State shared by all workers.
+#[derive(Debug)]
+pub struct Shared {
+    pub cfg: Config,
+    pub max_connections: usize,
+    /// Connections counted against `max_connections` (all workers).
+    pub open: AtomicUsize,
+    pub shutting_down: AtomicBool,
+}
+
+impl Shared {
+    /// Claims a connection slot, or says the server is at capacity.
+    fn try_claim(&self) -> bool {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_connections).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn release(&self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Timeouts converted to ticks once.
+#[derive(Debug, Clone, Copy)]
+struct Ticks {
+    ping: u32,
+    idle: u32,
+    handshake: u32,
+    close: u32,
+    shutdown: u32,
+}
+
+/// What to do with a connection after handling an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Keep,
+    Drop,
+}
+
+pub struct Worker {
+    id: usize,
+    poll: Poll,
+    listeners: Vec<TcpListener>,
+    conns: Slab<Conn>,
+    next_gen: u32,
+    wheel: Wheel,
+    shared: Arc<Shared>,
+    rx: Receiver<Cmd>,
+    ticks: Ticks,
+    start: Instant,
+    now: u32,
+    scratch: Vec<u8>,
+    wbuf: Vec<u8>,
+    /// Connections with input left after their read budget.
+    revisit: Vec<Token>,
+    reserve: ReserveFd,
+    accept_paused_until: Option<u32>,
+    fd_exhausted: bool,
+    lingering_rejects: usize,
+    shutdown_deadline: Option<u32>,
+}
+
+impl Worker {
+    pub fn new(
+        id: usize,
+        poll: Poll,
+        listeners: Vec<TcpListener>,
+        shared: Arc<Shared>,
+        rx: Receiver<Cmd>,
+    ) -> io::Result<Self> {
+        let cfg = &shared.cfg;
+        let ticks = Ticks {
+            ping: timer::ticks(cfg.ping_interval),
+            idle: timer::ticks(cfg.idle_timeout),
+            handshake: timer::ticks(cfg.handshake_timeout),
+            close: timer::ticks(cfg.close_timeout),
+            shutdown: timer::ticks(cfg.shutdown_timeout),
+        };
+        let mut worker = Worker {
+            id,
+            poll,
+            listeners,
+            conns: Slab::new(),
+            next_gen: 0,
+            wheel: Wheel::new(0),
+            shared,
+            rx,
+            ticks,
+            start: Instant::now(),
+            now: 0,
+            scratch: vec![0; READ_BUF_BYTES],
+            wbuf: Vec::with_capacity(64 * 1024),
+            revisit: Vec::new(),
+            reserve: ReserveFd::new(),
+            accept_paused_until: None,
+            fd_exhausted: false,
+            lingering_rejects: 0,
+            shutdown_deadline: None,
+        };
+        for (i, l) in worker.listeners.iter_mut().enumerate() {
+            worker
+                .poll
+                .registry()
+                .register(l, token::listener(i), Interest::READABLE)?;
+        }
+        Ok(worker)
+    }
+
+    /// Runs until shutdown completes.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        let mut expired = Vec::new();
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            self.now = self.tick_now();
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => self.drain_commands(),
+                    t if token::listener_index(t).is_some() => self.accept_all(),
+                    t => self.on_conn_event(t, event),
+                }
+            }
+            self.revisit_pending();
+            if self.accept_paused_until.is_some_and(|t| self.now >= t) {
+                self.accept_paused_until = None;
+                self.accept_all();
+            }
+            self.wheel.expire(self.now, &mut expired);
+            for entry in expired.drain(..) {
+                self.on_timer(entry);
+            }
+            if let Some(deadline) = self.shutdown_deadline {
+                if self.conns.is_empty() || self.now >= deadline {
+                    if !self.conns.is_empty() {
+                        info!(
+                            "worker {}: shutdown timeout, dropping {} connections",
+                            self.id,
+                            self.conns.len()
+                        );
+                    }
+                    let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+                    for key in keys {
+                        self.close_conn(key);
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn tick_now(&self) -> u32 {
+        let ms = self.start.elapsed().as_millis() as u64;
+        u32::try_from(ms / timer::TICK_MS).unwrap_or(u32::MAX)
+    }
+
+    /// Until the next tick, or zero while connections wait for a revisit.
+    fn poll_timeout(&self) -> Duration {
+        if !self.revisit.is_empty() {
+            return Duration::ZERO;
+        }
+        let elapsed = self.start.elapsed().as_millis() as u64;
+        let next_tick_ms = (elapsed / timer::TICK_MS + 1) * timer::TICK_MS;
+        Duration::from_millis(next_tick_ms - elapsed)
+    }
+
+    // ------------------------------------------------------------------ accept
+
+    fn accept_all(&mut self) {
+        if self.accept_paused_until.is_some() || self.shutdown_deadline.is_some() {
+            return;
+        }
+        for i in 0..self.listeners.len() {
+            self.accept_from(i);
+        }
+    }
+
+    fn accept_from(&mut self, i: usize) {
+        loop {
+            let Some(listener) = self.listeners.get(i) else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, _peer)) => {
+                    if self.fd_exhausted {
+                        self.fd_exhausted = false;
+                        self.reserve.restore();
+                        info!("worker {}: descriptors available again, accepting", self.id);
+                    }
+                    self.admit(stream);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(e) if sys::is_resource_exhaustion(&e) => {
+                    if !self.fd_exhausted {
+                        self.fd_exhausted = true;
+                        warn!("worker {}: accept failed ({e}); refusing new connections until descriptors free up", self.id);
+                    }
+                    if self.reserve.is_held() {
+                        // Use the held-back descriptor to take one connection off the queue
+                        // and refuse it properly, then try to hold one back again.
+                        self.reserve.release();
+                        if let Some(Ok((stream, _))) = self.listeners.get(i).map(|l| l.accept()) {
+                            refuse_now(stream);
+                        }
+                        self.reserve.restore();
+                        if self.reserve.is_held() {
+                            continue;
+                        }
+                    }
+                    // No descriptor to spare: back off instead of spinning on a full queue.
+                    let backoff = timer::ticks(ACCEPT_BACKOFF).max(1);
+                    self.accept_paused_until = Some(self.now + backoff);
+                    return;
+                }
+                Err(e) => {
+                    warn!("worker {}: accept failed: {e}", self.id);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, stream: TcpStream) {
+        // Small frames must not wait for Nagle.
+        let _ = stream.set_nodelay(true);
+        if !self.shared.try_claim() {
+            self.reject_at_capacity(stream);
+            return;
+        }
+        if self.insert(stream, false).is_none() {
+            self.shared.release();
+        }
+    }
+
+    fn insert(&mut self, stream: TcpStream, rejected: bool) -> Option<usize> {
+        let gen = self.next_gen;
+        self.next_gen = self.next_gen.wrapping_add(1);
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let mut conn = Conn::new(stream, gen, self.now);
+        conn.rejected = rejected;
+        if let Err(e) = self.poll.registry().register(
+            &mut conn.socket,
+            token::pack(key, gen),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            warn!("worker {}: cannot register connection: {e}", self.id);
+            return None;
+        }
+        entry.insert(conn);
+        let due = self.now
+            + if rejected {
+                self.ticks.close
+            } else {
+                self.ticks.handshake
+            };
+        self.schedule(key, due);
+        Some(key)
+    }
+
+    /// At `--max-connections`: answer 503 at once and keep the socket only long enough for
+    /// the client to read it.
+    fn reject_at_capacity(&mut self, mut stream: TcpStream) {
+        let mut resp = Vec::new();
+        handshake::write_error(&mut resp, HandshakeError::AtCapacity);
+        let _ = stream.write(&resp);
+        let _ = stream.shutdown(Shutdown::Write);
+        debug!("worker {}: at capacity, refused a connection", self.id);
+        if self.lingering_rejects >= MAX_LINGERING_REJECTS {
+            return;
+        }
+        if let Some(key) = self.insert(stream, true) {
+            self.lingering_rejects += 1;
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.set_phase(Phase::Finishing, self.now);
+                conn.fin_sent = true;
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ commands
+
+    fn drain_commands(&mut self) {
+        loop {
+            match self.rx.try_recv() {
+                Ok(Cmd::Shutdown) => self.begin_shutdown(),
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => {
+                    self.begin_shutdown();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        if self.shutdown_deadline.is_some() {
+            return;
+        }
+        self.shutdown_deadline = Some(self.now + self.ticks.shutdown);
+        for mut l in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let verdict = match self.conns.get_mut(key) {
+                Some(conn) if conn.phase == Phase::Open => {
+                    let mut out = Out {
+                        wbuf: &mut self.wbuf,
+                        outq: &mut conn.outq,
+                    };
+                    out.close(close_code::GOING_AWAY, "server shutting down");
+                    conn.set_phase(Phase::Closing, self.now);
+                    Verdict::Keep
+                }
+                Some(conn) if conn.phase == Phase::Handshake => Verdict::Drop,
+                _ => Verdict::Keep,
+            };
+            match verdict {
+                Verdict::Drop => self.close_conn(key),
+                Verdict::Keep => self.finish_batch(key),
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ connection I/O
+
+    fn on_conn_event(&mut self, token: Token, event: &PollEvent) {
+        let (key, gen) = token::unpack(token);
+        // An event for a slot freed (and maybe reused) earlier in this batch is stale.
+        if self.conns.get(key).is_none_or(|c| c.gen != gen) {
+            return;
+        }
+        if event.is_writable() && self.flush(key) == Verdict::Drop {
+            self.close_conn(key);
+            return;
+        }
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.read_ready(key);
+        } else {
+            self.finish_batch(key);
+        }
+    }
+
+    fn revisit_pending(&mut self) {
+        for token in std::mem::take(&mut self.revisit) {
+            let (key, gen) = token::unpack(token);
+            if self.conns.get(key).is_some_and(|c| c.gen == gen) {
+                self.read_ready(key);
+            }
+        }
+    }
+
+    /// Reads until WouldBlock (or the per-event budget), processing each read.
+    fn read_ready(&mut self, key: usize) {
+        let mut verdict = Verdict::Keep;
+        for _ in 0..READS_PER_EVENT {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            if conn.peer_eof || conn.read_paused {
+                break;
+            }
+            match conn.socket.read(&mut self.scratch) {
+                Ok(0) => {
+                    conn.peer_eof = true;
+                    // Whatever is already queued still goes out (a client may half-close
+                    // after its request); nothing more will be read.
+                    let pending = !self.wbuf.is_empty() || conn.outq.is_some();
+                    if conn.phase == Phase::Handshake || !pending {
+                        verdict = Verdict::Drop;
+                    } else {
+                        conn.set_phase(Phase::Finishing, self.now);
+                    }
+                    break;
+                }
+                Ok(n) => {
+                    conn.last_recv = self.now;
+                    let data = &mut self.scratch[..n];
+                    let mut cx = Cx {
+                        cfg: &self.shared.cfg,
+                        wbuf: &mut self.wbuf,
+                        now: self.now,
+                    };
+                    verdict = on_bytes(conn, data, &mut cx);
+                    if verdict == Verdict::Drop {
+                        break;
+                    }
+                    if self.wbuf.len() + conn.queued_bytes() >= BATCH_FLUSH_BYTES {
+                        verdict = self.flush(key);
+                        if verdict == Verdict::Drop {
+                            break;
+                        }
+                    }
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.finish_batch_verdict(key, Verdict::Keep);
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    verdict = Verdict::Drop;
+                    break;
+                }
+            }
+        }
+        if verdict == Verdict::Keep {
+            if let Some(conn) = self.conns.get(key) {
+                if !conn.peer_eof && !conn.read_paused {
+                    // Budget spent with input possibly left: come back next turn.
+                    self.revisit.push(token::pack(key, conn.gen));
+                }
+            }
+        }
+        self.finish_batch_verdict(key, verdict);
+    }
+
+    fn finish_batch(&mut self, key: usize) {
+        self.finish_batch_verdict(key, Verdict::Keep);
+    }
+
+    /// End of a batch for one connection: flush gathered output, apply backpressure, keep its
+    /// timer right, or drop it.
+    fn finish_batch_verdict(&mut self, key: usize, verdict: Verdict) {
+        if verdict == Verdict::Drop || self.flush(key) == Verdict::Drop {
+            self.wbuf.clear();
+            self.close_conn(key);
+            return;
+        }
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.phase == Phase::Finishing && conn.fin_sent && conn.peer_eof {
+            self.close_conn(key);
+            return;
+        }
+        // Backpressure: a peer that does not read what it asked for stops being read.
+        let queued = conn.queued_bytes();
+        if queued > self.shared.cfg.max_outbound_bytes {
+            conn.read_paused = true;
+        }
+        let want = next_check(conn, &self.ticks, self.now);
+        if want < conn.due {
+            self.schedule(key, want);
+        }
+    }
+
+    /// Writes gathered output (the worker's batch buffer, then the connection's queue).
+    fn flush(&mut self, key: usize) -> Verdict {
+        let Some(conn) = self.conns.get_mut(key) else {
+            self.wbuf.clear();
+            return Verdict::Drop;
+        };
+        let result = write_out(conn, &mut self.wbuf);
+        self.wbuf.clear();
+        if result.is_err() {
+            return Verdict::Drop;
+        }
+        if conn.outq.is_none() {
+            if conn.read_paused {
+                conn.read_paused = false;
+                if !conn.peer_eof {
+                    self.revisit.push(token::pack(key, conn.gen));
+                }
+            }
+            if conn.phase == Phase::Finishing && !conn.fin_sent {
+                conn.fin_sent = true;
+                let _ = conn.socket.shutdown(Shutdown::Write);
+                if conn.peer_eof {
+                    return Verdict::Drop;
+                }
+            }
+        } else if conn.read_paused && conn.queued_bytes() <= self.shared.cfg.max_outbound_bytes / 2
+        {
+            conn.read_paused = false;
+            self.revisit.push(token::pack(key, conn.gen));
+        }
+        Verdict::Keep
+    }
+
+    fn close_conn(&mut self, key: usize) {
+        if !self.conns.contains(key) {
+            return;
+        }
+        let mut conn = self.conns.remove(key);
+        let _ = self.poll.registry().deregister(&mut conn.socket);
+        if conn.rejected {
+            self.lingering_rejects = self.lingering_rejects.saturating_sub(1);
+        } else {
+            self.shared.release();
+        }
+    }
+
+    // ------------------------------------------------------------------ timers
+
+    fn schedule(&mut self, key: usize, due: u32) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.due = due;
+            self.wheel.schedule(Entry {
+                key: key as u32,
+                gen: conn.gen,
+                due,
+            });
+        }
+    }
+
+    fn on_timer(&mut self, entry: Entry) {
+        let key = entry.key as usize;
+        let now = self.now;
+        let t = self.ticks;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.gen != entry.gen || conn.due != entry.due {
+            return; // stale: the slot was reused or rescheduled earlier
+        }
+        conn.due = u32::MAX;
+        let verdict = match conn.phase {
+            Phase::Handshake if now >= conn.phase_since + t.handshake => {
+                debug!("worker {}: handshake timeout", self.id);
+                Verdict::Drop
+            }
+            Phase::Closing | Phase::Finishing if now >= conn.phase_since + t.close => Verdict::Drop,
+            Phase::Open if now >= conn.last_recv + t.idle => {
+                debug!("worker {}: reaped a silent connection", self.id);
+                Verdict::Drop
+            }
+            Phase::Open if now >= conn.last_recv + t.ping => {
+                let mut out = Out {
+                    wbuf: &mut self.wbuf,
+                    outq: &mut conn.outq,
+                };
+                out.frame(OpCode::Ping, b"");
+                Verdict::Keep
+            }
+            _ => Verdict::Keep,
+        };
+        match verdict {
+            Verdict::Drop => self.close_conn(key),
+            Verdict::Keep => self.finish_batch(key),
+        }
+    }
+}
+
+/// The tick at which a connection next needs attention.
+fn next_check(conn: &Conn, t: &Ticks, now: u32) -> u32 {
+    match conn.phase {
+        Phase::Handshake => conn.phase_since + t.handshake,
+        Phase::Closing | Phase::Finishing => conn.phase_since + t.close,
+        Phase::Open => {
+            // Ping once the connection has been silent for the ping interval (the ping goes
+            // out when this check fires), then reap at the idle timeout. Receiving anything
+            // moves both.
+            let ping_at = conn.last_recv + t.ping;
+            if now < ping_at {
+                ping_at
+            } else {
+                conn.last_recv + t.idle
+            }
+        }
+    }
+}
+
+/// Refuses a connection accepted with the reserve descriptor: a 503, then close.
+fn refuse_now(mut stream: TcpStream) {
+    let mut resp = Vec::new();
+    handshake::write_error(&mut resp, HandshakeError::AtCapacity);
+    let _ = stream.write(&resp);
+}
+
+/// Writes the batch buffer and queued output; keeps what the socket does not take.
+fn write_out(conn: &mut Conn, wbuf: &mut Vec<u8>) -> io::Result<()> {
+    if let Some(q) = conn.outq.as_mut() {
+        q.push_bytes(wbuf);
+        wbuf.clear();
+        if q.flush_to(&mut conn.socket)? == Flushed::All {
+            conn.outq = None;
+        }
+        return Ok(());
+    }
+    let mut written = 0;
+    while written < wbuf.len() {
+        match conn.socket.write(&wbuf[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if written < wbuf.len() {
+        let mut q = OutQueue::new();
+        q.push_bytes(&wbuf[written..]);
+        conn.outq = Some(Box::new(q));
+    }
+    Ok(())
+}
+
+/// What processing a read needs besides the connection.
+struct Cx<'a> {
+    cfg: &'a Config,
+    wbuf: &'a mut Vec<u8>,
+    now: u32,
+}
+
+/// Where a connection's output goes during a batch: the worker's batch buffer while nothing is
+/// queued, else behind what is queued (order is kept).
+struct Out<'a> {
+    wbuf: &'a mut Vec<u8>,
+    outq: &'a mut Option<Box<OutQueue>>,
+}
+
+impl Out<'_> {
+    fn bytes(&mut self, bytes: &[u8]) {
+        match self.outq {
+            Some(q) => q.push_bytes(bytes),
+            None => self.wbuf.extend_from_slice(bytes),
+        }
+    }
+
+    fn frame(&mut self, opcode: OpCode, payload: &[u8]) {
+        let mut header = [0u8; MAX_HEADER_LEN];
+        let n = frame::encode_server_header(&mut header, true, opcode, payload.len());
+        self.bytes(&header[..n]);
+        self.bytes(payload);
+    }
+
+    /// Queues a frame whose payload is handed over: large payloads are not copied.
+    fn frame_owned(&mut self, opcode: OpCode, payload: Vec<u8>) {
+        if payload.len() < ZERO_COPY_MIN_BYTES {
+            self.frame(opcode, &payload);
+            return;
+        }
+        let mut header = [0u8; MAX_HEADER_LEN];
+        let n = frame::encode_server_header(&mut header, true, opcode, payload.len());
+        let q = self.queue();
+        q.push_bytes(&header[..n]);
+        q.push_owned(payload);
+    }
+
+    /// The connection's queue, created behind what the batch buffer already holds.
+    fn queue(&mut self) -> &mut OutQueue {
+        let wbuf = &mut *self.wbuf;
+        self.outq.get_or_insert_with(|| {
+            let mut q = OutQueue::new();
+            q.push_bytes(wbuf);
+            wbuf.clear();
+            Box::new(q)
+        })
+    }
+
+    fn close(&mut self, code: u16, reason: &str) {
+        let mut buf = Vec::with_capacity(2 + frame::MAX_CONTROL_PAYLOAD);
+        frame::write_close_frame(&mut buf, code, reason);
+        self.bytes(&buf);
+    }
+}
+
+/// Dispatches bytes just read by the connection's phase.
+fn on_bytes(conn: &mut Conn, data: &mut [u8], cx: &mut Cx<'_>) -> Verdict {
+    match conn.phase {
+        Phase::Handshake => on_handshake_bytes(conn, data, cx),
+        Phase::Open | Phase::Closing => on_frames(conn, data, cx),
+        // Input after our last word is read and discarded until the peer closes.
+        Phase::Finishing => Verdict::Keep,
+    }
+}
+
+fn on_handshake_bytes(conn: &mut Conn, data: &mut [u8], cx: &mut Cx<'_>) -> Verdict {
+    let max = cx.cfg.max_header_bytes;
+    match conn.head.take() {
+        None => {
+            if handshake::find_head_end(data, 0).is_some() || data.len() > max {
+                return on_request(conn, data, cx);
+            }
+            // Incomplete: refuse garbage now rather than at the timeout, else keep it.
+            match handshake::parse_request(data, max) {
+                Err(e) => respond_error(conn, e, cx),
+                Ok(_) => {
+                    conn.head = Some(Box::new(data.to_vec()));
+                    Verdict::Keep
+                }
+            }
+        }
+        Some(mut head) => {
+            let searched = head.len();
+            head.extend_from_slice(data);
+            if handshake::find_head_end(&head, searched).is_some() || head.len() > max {
+                let verdict = on_request(conn, &mut head, cx);
+                return verdict;
+            }
+            conn.head = Some(head);
+            Verdict::Keep
+        }
+    }
+}
+
+/// A complete request head (or an oversized one) is at the start of `buf`; anything after the
+/// head is the client's first frames.
+fn on_request(conn: &mut Conn, buf: &mut [u8], cx: &mut Cx<'_>) -> Verdict {
+    let (route, head_len) = {
+        let req = match handshake::parse_request(buf, cx.cfg.max_header_bytes) {
+            Ok(Some(req)) => req,
+            Ok(None) => return respond_error(conn, HandshakeError::HeadersTooLarge, cx),
+            Err(e) => return respond_error(conn, e, cx),
+        };
+        let route = match router::route(req.method, req.path) {
+            Ok(r) => r,
+            Err(e) => return respond_error(conn, e, cx),
+        };
+        if route.is_websocket() {
+            let policy = UpgradePolicy {
+                allowed_origins: &cx.cfg.allowed_origins,
+                subprotocols: &cx.cfg.subprotocols,
+            };
+            match handshake::validate_upgrade(&req, &policy) {
+                Ok(up) => handshake::write_101(cx.wbuf, &up),
+                Err(e) => return respond_error(conn, e, cx),
+            }
+        } else {
+            let body: &[u8] = if req.method == "HEAD" { b"" } else { b"ok\n" };
+            handshake::write_simple(cx.wbuf, 200, "text/plain; charset=utf-8", "", body, true);
+            conn.set_phase(Phase::Finishing, cx.now);
+            return Verdict::Keep;
+        }
+        (route, req.head_len)
+    };
+    conn.route = route;
+    conn.set_phase(Phase::Open, cx.now);
+    match buf.get_mut(head_len..) {
+        Some(tail) if !tail.is_empty() => on_frames(conn, tail, cx),
+        _ => Verdict::Keep,
+    }
+}
+
+fn respond_error(conn: &mut Conn, err: HandshakeError, cx: &mut Cx<'_>) -> Verdict {
+    debug!("refused request: {err}");
+    handshake::write_error(cx.wbuf, err);
+    conn.set_phase(Phase::Finishing, cx.now);
+    Verdict::Keep
+}
+
+/// Decodes frames and dispatches them; a protocol violation fails the connection with its
+/// close code.
+fn on_frames(conn: &mut Conn, data: &mut [u8], cx: &mut Cx<'_>) -> Verdict {
+    let mut boxed = conn.decoder.take();
+    let mut local = Decoder::new();
+    let decoder: &mut Decoder = match boxed.as_deref_mut() {
+        Some(d) => d,
+        None => &mut local,
+    };
+    let closing = conn.phase == Phase::Closing;
+    let route = conn.route;
+    let mut peer_closed = false;
+    let mut out = Out {
+        wbuf: cx.wbuf,
+        outq: &mut conn.outq,
+    };
+    let result = decoder.decode(data, cx.cfg.max_message_bytes, |event| {
+        if closing {
+            // Waiting for the peer's Close: everything else is ignored.
+            if let Event::Close { .. } = event {
+                peer_closed = true;
+                return Flow::Stop;
+            }
+            return Flow::Continue;
+        }
+        match event {
+            Event::Message { text, payload } => {
+                dispatch_message(route, &mut out, text, payload);
+                Flow::Continue
+            }
+            Event::Ping(payload) => {
+                out.frame(OpCode::Pong, payload);
+                Flow::Continue
+            }
+            Event::Pong(_) => Flow::Continue,
+            Event::Close { code, .. } => {
+                // Echo the code (RFC 6455 §5.5.1); an empty Close gets an empty reply.
+                match code {
+                    Some(code) => out.close(code, ""),
+                    None => out.frame(OpCode::Close, b""),
+                }
+                peer_closed = true;
+                Flow::Stop
+            }
+        }
+    });
+    match result {
+        Err(e) => {
+            if closing {
+                return Verdict::Drop;
+            }
+            debug!("failing connection: {e}");
+            out.close(e.close_code(), e.reason());
+            conn.set_phase(Phase::Finishing, cx.now);
+            return Verdict::Keep;
+        }
+        Ok(_) if peer_closed => {
+            conn.set_phase(Phase::Finishing, cx.now);
+            return Verdict::Keep;
+        }
+        Ok(_) => {}
+    }
+    if !decoder.is_idle() {
+        conn.decoder = Some(boxed.unwrap_or_else(|| Box::new(local)));
+    }
+    Verdict::Keep
+}
+
+/// A complete message, by route.
+fn dispatch_message(route: Route, out: &mut Out<'_>, text: bool, payload: Payload<'_>) {
+    let opcode = if text { OpCode::Text } else { OpCode::Binary };
+    match route {
+        Route::Echo => match payload {
+            Payload::Borrowed(bytes) => out.frame(opcode, bytes),
+            Payload::Owned(bytes) => out.frame_owned(opcode, bytes),
+        },
+        Route::Healthz => {}
+    }
+}
