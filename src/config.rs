@@ -21,6 +21,13 @@ pub const DEFAULT_IDLE_TIMEOUT_S: u64 = 60;
 pub const DEFAULT_HANDSHAKE_TIMEOUT_S: u64 = 10;
 pub const DEFAULT_CLOSE_TIMEOUT_S: u64 = 5;
 pub const DEFAULT_SHUTDOWN_TIMEOUT_S: u64 = 10;
+/// Messages kept per channel for resume and the history API.
+pub const DEFAULT_HISTORY_SIZE: usize = 1000;
+pub const DEFAULT_HISTORY_TTL_S: u64 = 300;
+/// Channels one connection may subscribe to.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 100;
+/// Upper bound on `--history-size`: each kept message holds its encoded frames.
+pub const MAX_HISTORY_SIZE: usize = 1_000_000;
 /// File descriptors kept back from `--max-connections` for listeners, the poll and waker fds,
 /// logs, the accept reserve and whatever the process opens later.
 pub const FD_RESERVE: u64 = 64;
@@ -52,6 +59,11 @@ pub struct Config {
     pub close_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub log_level: LogLevel,
+    pub history_size: usize,
+    pub history_ttl: Duration,
+    pub max_subscriptions: usize,
+    /// When set, `POST /publish` needs `Authorization: Bearer <token>`.
+    pub publish_token: Option<String>,
 }
 
 impl Default for Config {
@@ -71,6 +83,10 @@ impl Default for Config {
             close_timeout: Duration::from_secs(DEFAULT_CLOSE_TIMEOUT_S),
             shutdown_timeout: Duration::from_secs(DEFAULT_SHUTDOWN_TIMEOUT_S),
             log_level: LogLevel::Info,
+            history_size: DEFAULT_HISTORY_SIZE,
+            history_ttl: Duration::from_secs(DEFAULT_HISTORY_TTL_S),
+            max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
+            publish_token: None,
         }
     }
 }
@@ -245,6 +261,50 @@ const FLAGS: &[Flag] = &[
         repeatable: false,
         apply: |c, v| {
             c.shutdown_timeout = parse_secs(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "history-size",
+        value: "N",
+        default: "1000",
+        help: "messages kept per channel for resume (since=) and GET /history",
+        repeatable: false,
+        apply: |c, v| {
+            c.history_size = parse_range(v, 0, MAX_HISTORY_SIZE)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "history-ttl",
+        value: "SECONDS",
+        default: "300",
+        help: "how long a message stays in history",
+        repeatable: false,
+        apply: |c, v| {
+            c.history_ttl = parse_secs(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "max-subscriptions",
+        value: "N",
+        default: "100",
+        help: "channels one connection may subscribe to",
+        repeatable: false,
+        apply: |c, v| {
+            c.max_subscriptions = parse_range(v, 1, 100_000)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "publish-token",
+        value: "TOKEN",
+        default: "none",
+        help: "require Authorization: Bearer TOKEN on POST /publish (401 otherwise)",
+        repeatable: false,
+        apply: |c, v| {
+            c.publish_token = Some(non_empty(v)?);
             Ok(())
         },
     },

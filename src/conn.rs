@@ -7,12 +7,14 @@ use mio::net::TcpStream;
 use crate::decoder::Decoder;
 use crate::outq::OutQueue;
 use crate::router::Route;
+use crate::session::Session;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
-    /// Reading the HTTP request head (bounded by the handshake timeout).
-    Handshake,
+    /// Reading an HTTP request (bounded by the handshake timeout; on a keep-alive
+    /// connection, the next request).
+    Request,
     /// An open WebSocket.
     Open,
     /// We sent a Close and wait for the peer's (bounded by the close timeout).
@@ -49,6 +51,8 @@ pub struct Conn {
     pub decoder: Option<Box<Decoder>>,
     /// Output the socket has not taken yet.
     pub outq: Option<Box<OutQueue>>,
+    /// Channel state of a `/ws` connection.
+    pub session: Option<Box<Session>>,
 }
 
 impl Conn {
@@ -59,7 +63,7 @@ impl Conn {
             due: u32::MAX,
             last_recv: now,
             phase_since: now,
-            phase: Phase::Handshake,
+            phase: Phase::Request,
             route: Route::Healthz,
             rejected: false,
             peer_eof: false,
@@ -68,6 +72,7 @@ impl Conn {
             head: None,
             decoder: None,
             outq: None,
+            session: None,
         }
     }
 
@@ -81,11 +86,6 @@ impl Conn {
     pub fn queued_bytes(&self) -> usize {
         self.outq.as_ref().map_or(0, |q| q.len())
     }
-
-    /// Whether any per-connection buffer is allocated (an idle connection has none).
-    pub fn holds_buffers(&self) -> bool {
-        self.head.is_some() || self.decoder.is_some() || self.outq.is_some()
-    }
 }
 
 #[cfg(test)]
@@ -97,7 +97,7 @@ mod tests {
         // The per-idle-connection budget is 256 bytes of RSS in total; the slab entry is the
         // bulk of it.
         let size = std::mem::size_of::<Conn>();
-        assert!(size <= 64, "Conn grew to {size} bytes");
+        assert!(size <= 72, "Conn grew to {size} bytes");
         assert!(std::mem::size_of::<slab::Slab<Conn>>() > 0);
     }
 }

@@ -78,6 +78,10 @@ pub enum HandshakeError {
     OriginNotAllowed,
     /// At `--max-connections`.
     AtCapacity,
+    /// A request body without `Content-Length` (chunked request bodies are not taken).
+    LengthRequired,
+    /// A request body over `--max-message-bytes`.
+    PayloadTooLarge,
 }
 
 impl HandshakeError {
@@ -90,6 +94,8 @@ impl HandshakeError {
             HandshakeError::UnsupportedVersion => 426,
             HandshakeError::HeadersTooLarge => 431,
             HandshakeError::AtCapacity => 503,
+            HandshakeError::LengthRequired => 411,
+            HandshakeError::PayloadTooLarge => 413,
         }
     }
 
@@ -102,6 +108,8 @@ impl HandshakeError {
             HandshakeError::HeadersTooLarge => "request header block too large",
             HandshakeError::OriginNotAllowed => "origin not allowed",
             HandshakeError::AtCapacity => "server at capacity, retry later",
+            HandshakeError::LengthRequired => "a request body needs Content-Length",
+            HandshakeError::PayloadTooLarge => "request body too large",
         }
     }
 }

@@ -32,6 +32,8 @@ pub struct Request<'a> {
     pub connection_upgrade: bool,
     /// Whether `Connection` lists `close`.
     pub connection_close: bool,
+    /// Whether `Connection` lists `keep-alive` (what an HTTP/1.0 client asks with).
+    pub connection_keep_alive: bool,
     pub ws_key: Option<&'a str>,
     /// A second `Sec-WebSocket-Key` line makes the request malformed.
     pub ws_key_repeated: bool,
@@ -40,6 +42,7 @@ pub struct Request<'a> {
     /// All `Sec-WebSocket-Protocol` values, comma lists joined in order.
     pub protocols: Vec<&'a str>,
     pub content_length: Option<&'a str>,
+    pub content_type: Option<&'a str>,
     pub transfer_encoding: Option<&'a str>,
     pub authorization: Option<&'a str>,
     pub last_event_id: Option<&'a str>,
@@ -97,6 +100,7 @@ pub fn parse_request(buf: &[u8], max_bytes: usize) -> Result<Option<Request<'_>>
         } else if name.eq_ignore_ascii_case("connection") {
             out.connection_upgrade |= has_token(value, "upgrade");
             out.connection_close |= has_token(value, "close");
+            out.connection_keep_alive |= has_token(value, "keep-alive");
         } else if name.eq_ignore_ascii_case("sec-websocket-key") {
             out.ws_key_repeated |= out.ws_key.is_some();
             out.ws_key = Some(value);
@@ -109,6 +113,8 @@ pub fn parse_request(buf: &[u8], max_bytes: usize) -> Result<Option<Request<'_>>
                 .extend(value.split(',').map(str::trim).filter(|p| !p.is_empty()));
         } else if name.eq_ignore_ascii_case("content-length") {
             out.content_length = Some(value);
+        } else if name.eq_ignore_ascii_case("content-type") {
+            out.content_type = Some(value);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             out.transfer_encoding = Some(value);
         } else if name.eq_ignore_ascii_case("authorization") {
@@ -235,6 +241,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        411 => "Length Required",
         413 => "Content Too Large",
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
@@ -249,7 +256,7 @@ pub fn write_error(out: &mut Vec<u8>, err: HandshakeError) {
     let extra: &str = match err {
         HandshakeError::UnsupportedVersion => "Sec-WebSocket-Version: 13\r\n",
         HandshakeError::AtCapacity => "Retry-After: 1\r\n",
-        HandshakeError::MethodNotAllowed => "Allow: GET\r\n",
+        HandshakeError::MethodNotAllowed => "Allow: GET, HEAD, POST\r\n",
         _ => "",
     };
     write_simple(
@@ -272,13 +279,34 @@ pub fn write_simple(
     body: &[u8],
     close: bool,
 ) {
+    write_response(
+        out,
+        status,
+        content_type,
+        extra_headers,
+        body,
+        body.len(),
+        close,
+    );
+}
+
+/// Like [`write_simple`], with the `Content-Length` given separately (a HEAD response
+/// announces the length of the body it does not send).
+pub fn write_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    content_type: &str,
+    extra_headers: &str,
+    body: &[u8],
+    content_length: usize,
+    close: bool,
+) {
     use std::io::Write;
     // Writing into a Vec cannot fail.
     let _ = write!(
         out,
-        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra_headers}{}\r\n",
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {content_length}\r\n{extra_headers}{}\r\n",
         reason_phrase(status),
-        body.len(),
         if close { "Connection: close\r\n" } else { "" },
     );
     out.extend_from_slice(body);

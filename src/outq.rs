@@ -108,7 +108,7 @@ impl OutQueue {
             }
             match sink.write_vectored(&slices[..n_slices]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.advance(n),
+                Ok(n) => self.consume(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Blocked),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -117,7 +117,8 @@ impl OutQueue {
         Ok(Flushed::All)
     }
 
-    fn advance(&mut self, mut n: usize) {
+    /// Drops `n` bytes from the front, as if written.
+    pub fn consume(&mut self, mut n: usize) {
         self.len -= n.min(self.len);
         while n > 0 {
             let Some(front) = self.chunks.front() else {

@@ -1,5 +1,4 @@
 //! Which handler a request goes to. WebSocket routes upgrade; the rest answer plain HTTP.
-//! New transports (`/ws`, `/sse`, `/poll`) and the HTTP API slot in here.
 
 use crate::error::HandshakeError;
 
@@ -7,27 +6,44 @@ use crate::error::HandshakeError;
 pub enum Route {
     /// WebSocket: echo every message back (conformance and benchmarks).
     Echo,
-    /// Plain HTTP: liveness probe.
+    /// WebSocket: the channel protocol (JSON ops, or raw payloads with `format=raw`).
+    Ws,
+    /// `GET /healthz`: liveness probe.
     Healthz,
+    /// `POST /publish/{channel}`.
+    Publish,
+    /// `GET /history/{channel}`.
+    History,
+    /// `GET /presence/{channel}`.
+    Presence,
+    /// `GET /presence?user=..`: which of these users are online.
+    PresenceBatch,
 }
 
 impl Route {
     /// Whether the route is reached by a WebSocket upgrade.
     pub fn is_websocket(self) -> bool {
-        matches!(self, Route::Echo)
+        matches!(self, Route::Echo | Route::Ws)
     }
 }
 
-/// Maps method and path to a route: 404 for an unknown path, 405 for a known path with a
-/// method it does not take.
-pub fn route(method: &str, path: &str) -> Result<Route, HandshakeError> {
-    let (route, methods): (Route, &[&str]) = match path {
-        "/echo" => (Route::Echo, &["GET"]),
-        "/healthz" => (Route::Healthz, &["GET", "HEAD"]),
-        _ => return Err(HandshakeError::NotFound),
+/// Maps method and path to a route and its path parameter (the channel): 404 for an unknown
+/// path, 405 for a known path with a method it does not take.
+pub fn route<'p>(method: &str, path: &'p str) -> Result<(Route, &'p str), HandshakeError> {
+    let (route, param, methods): (Route, &str, &[&str]) = match path {
+        "/echo" => (Route::Echo, "", &["GET"]),
+        "/ws" => (Route::Ws, "", &["GET"]),
+        "/healthz" => (Route::Healthz, "", &["GET", "HEAD"]),
+        "/presence" => (Route::PresenceBatch, "", &["GET", "HEAD"]),
+        _ => match path.strip_prefix('/').and_then(|p| p.split_once('/')) {
+            Some(("publish", ch)) if !ch.is_empty() => (Route::Publish, ch, &["POST"]),
+            Some(("history", ch)) if !ch.is_empty() => (Route::History, ch, &["GET", "HEAD"]),
+            Some(("presence", ch)) if !ch.is_empty() => (Route::Presence, ch, &["GET", "HEAD"]),
+            _ => return Err(HandshakeError::NotFound),
+        },
     };
     if methods.contains(&method) {
-        Ok(route)
+        Ok((route, param))
     } else {
         Err(HandshakeError::MethodNotAllowed)
     }
@@ -39,12 +55,25 @@ mod tests {
 
     #[test]
     fn routes() {
-        assert_eq!(route("GET", "/echo"), Ok(Route::Echo));
+        assert_eq!(route("GET", "/echo"), Ok((Route::Echo, "")));
+        assert_eq!(route("GET", "/ws"), Ok((Route::Ws, "")));
         assert_eq!(
             route("POST", "/echo"),
             Err(HandshakeError::MethodNotAllowed)
         );
-        assert_eq!(route("HEAD", "/healthz"), Ok(Route::Healthz));
+        assert_eq!(route("HEAD", "/healthz"), Ok((Route::Healthz, "")));
+        assert_eq!(
+            route("POST", "/publish/room:1"),
+            Ok((Route::Publish, "room:1"))
+        );
+        assert_eq!(
+            route("GET", "/publish/room"),
+            Err(HandshakeError::MethodNotAllowed)
+        );
+        assert_eq!(route("POST", "/publish/"), Err(HandshakeError::NotFound));
+        assert_eq!(route("GET", "/history/a"), Ok((Route::History, "a")));
+        assert_eq!(route("GET", "/presence/a"), Ok((Route::Presence, "a")));
+        assert_eq!(route("GET", "/presence"), Ok((Route::PresenceBatch, "")));
         assert_eq!(route("GET", "/echo/"), Err(HandshakeError::NotFound));
         assert_eq!(route("GET", "/"), Err(HandshakeError::NotFound));
     }

@@ -5,26 +5,24 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
-use crossbeam_channel::Sender;
 use mio::{Poll, Waker};
 
 use crate::config::{Config, FD_RESERVE};
+use crate::hub::{Cmd, Hub, HubConfig, WorkerLink};
+use crate::stats::WorkerStats;
 use crate::sys::{self, Signal};
 use crate::token::WAKER;
-use crate::worker::{Cmd, Shared, Worker};
+use crate::worker::{Shared, Worker};
 use crate::{info, warn};
 
-/// How to reach a worker from another thread.
-struct WorkerHandle {
-    tx: Sender<Cmd>,
-    waker: Arc<Waker>,
-}
+/// How often the hub's janitor expires history (one shard per step).
+const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A running server: its bound addresses and the means to stop it.
 pub struct Server {
     addrs: Vec<SocketAddr>,
-    handles: Vec<WorkerHandle>,
     threads: Vec<JoinHandle<io::Result<()>>>,
     shared: Arc<Shared>,
 }
@@ -38,7 +36,7 @@ impl Server {
         let max_connections = match cfg.max_connections {
             Some(n) => {
                 if n > derived {
-                    warn!("--max-connections {n} is above what the fd limit ({fd_limit}) allows; connections past {derived} will be refused by the kernel's limit");
+                    warn!("--max-connections {n} is above what the fd limit ({fd_limit}) allows; past {derived} connections, accept fails and new clients are refused until descriptors free up");
                 }
                 n
             }
@@ -46,29 +44,57 @@ impl Server {
         };
         let (listeners, addrs) = crate::listener::bind_all(&cfg.listen, cfg.workers)?;
         let workers = cfg.workers;
+        let mut polls = Vec::with_capacity(workers);
+        let mut links = Vec::with_capacity(workers);
+        let mut receivers = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let poll = Poll::new()?;
+            let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+            // Unbounded: a publisher must never block on a worker; the worker drains its
+            // queue every turn, and slow subscribers are cut off at --max-outbound-bytes.
+            let (tx, rx) = crossbeam_channel::unbounded();
+            links.push(WorkerLink::new(tx, waker));
+            receivers.push(rx);
+            polls.push(poll);
+        }
+        let hub = Hub::new(
+            HubConfig {
+                history_size: cfg.history_size,
+                history_ttl: cfg.history_ttl,
+            },
+            links,
+        );
         let shared = Arc::new(Shared {
             cfg,
             max_connections,
             open: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
+            hub,
+            stats: (0..workers)
+                .map(|_| Arc::new(WorkerStats::default()))
+                .collect(),
         });
-        let mut handles = Vec::with_capacity(workers);
         let mut threads = Vec::with_capacity(workers);
-        for (id, l) in listeners.into_iter().enumerate() {
-            let poll = Poll::new()?;
-            let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-            let (tx, rx) = crossbeam_channel::unbounded();
+        for (id, ((poll, rx), l)) in polls.into_iter().zip(receivers).zip(listeners).enumerate() {
             let worker = Worker::new(id, poll, l, shared.clone(), rx)?;
-            let thread = std::thread::Builder::new()
-                .name(format!("worker-{id}"))
-                .spawn(move || worker.run())?;
-            handles.push(WorkerHandle { tx, waker });
-            threads.push(thread);
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("worker-{id}"))
+                    .spawn(move || worker.run())?,
+            );
         }
+        let janitor = shared.clone();
+        std::thread::Builder::new()
+            .name("hub-janitor".into())
+            .spawn(move || {
+                while !janitor.shutting_down.load(Ordering::Acquire) {
+                    std::thread::sleep(SWEEP_INTERVAL);
+                    janitor.hub.sweep_step();
+                }
+            })?;
         info!("started {workers} workers; max connections {max_connections} (fd limit {fd_limit})");
         Ok(Server {
             addrs,
-            handles,
             threads,
             shared,
         })
@@ -81,11 +107,6 @@ impl Server {
     /// A handle that can ask the server to shut down from another thread.
     pub fn stopper(&self) -> Stopper {
         Stopper {
-            handles: self
-                .handles
-                .iter()
-                .map(|h| (h.tx.clone(), h.waker.clone()))
-                .collect(),
             shared: self.shared.clone(),
         }
     }
@@ -107,7 +128,6 @@ impl Server {
 /// Asks all workers to shut down gracefully.
 #[derive(Clone)]
 pub struct Stopper {
-    handles: Vec<(Sender<Cmd>, Arc<Waker>)>,
     shared: Arc<Shared>,
 }
 
@@ -117,9 +137,10 @@ impl Stopper {
         if self.shared.shutting_down.swap(true, Ordering::AcqRel) {
             return false;
         }
-        for (tx, waker) in &self.handles {
-            let _ = tx.send(Cmd::Shutdown);
-            let _ = waker.wake();
+        for link in self.shared.hub.workers() {
+            // Behind every delivery already queued, so those go out before the 1001.
+            link.send(Cmd::Shutdown);
+            let _ = link.waker.wake();
         }
         true
     }

@@ -18,16 +18,18 @@ use slab::Slab;
 
 use crate::config::Config;
 use crate::conn::{Conn, Phase};
-use crate::decoder::{Decoder, Event, Flow, Payload};
+use crate::dispatch::{self, Cx, Out, Verdict};
 use crate::error::HandshakeError;
-use crate::frame::{self, close_code, OpCode, MAX_HEADER_LEN};
-use crate::handshake::{self, UpgradePolicy};
+use crate::frame::{close_code, OpCode};
+use crate::handshake;
+use crate::hub::{Cmd, Delivery, Hub};
 use crate::outq::{Flushed, OutQueue};
-use crate::router::{self, Route};
+use crate::session::{LocalIndex, Subscriber};
+use crate::stats::WorkerStats;
 use crate::sys::{self, ReserveFd};
 use crate::timer::{self, Entry, Wheel};
 use crate::token::{self, WAKER};
-use crate::{debug, info, warn};
+use crate::{debug, info, warn, ws};
 
 /// Per-worker read buffer: every connection reads into this, none keeps its own.
 pub const READ_BUF_BYTES: usize = 128 * 1024;
@@ -36,8 +38,6 @@ pub const READ_BUF_BYTES: usize = 128 * 1024;
 const READS_PER_EVENT: usize = 16;
 /// Gathered output is written out once it reaches this, even mid-batch.
 const BATCH_FLUSH_BYTES: usize = 256 * 1024;
-/// Messages at least this large are queued by ownership rather than copied.
-const ZERO_COPY_MIN_BYTES: usize = 16 * 1024;
 /// Refused connections kept open briefly so the 503 is read before the socket closes
 /// (closing with unread input would reset the connection and could destroy the response).
 const MAX_LINGERING_REJECTS: usize = 64;
@@ -45,14 +45,10 @@ const MAX_LINGERING_REJECTS: usize = 64;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(200);
 /// Events fetched per poll.
 const EVENTS_CAPACITY: usize = 1024;
-
-/// Work handed to a worker from other threads.
-#[derive(Debug)]
-pub enum Cmd {
-    /// Stop accepting, close every connection with 1001, exit once they are gone or the
-    /// shutdown timeout passes.
-    Shutdown,
-}
+/// Commands (deliveries) taken per loop turn before sockets get their turn again.
+const COMMANDS_PER_TURN: usize = 4096;
+/// Frames gathered for one connection per `writev`.
+const MAX_IOVECS: usize = 64;
 
 /// State shared by all workers.
 #[derive(Debug)]
@@ -62,6 +58,9 @@ pub struct Shared {
     /// Connections counted against `max_connections` (all workers).
     pub open: AtomicUsize,
     pub shutting_down: AtomicBool,
+    pub hub: Hub,
+    /// One per worker, indexed by worker id.
+    pub stats: Vec<Arc<WorkerStats>>,
 }
 
 impl Shared {
@@ -89,11 +88,13 @@ struct Ticks {
     shutdown: u32,
 }
 
-/// What to do with a connection after handling an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
-    Keep,
-    Drop,
+/// One frame owed to one subscriber, gathered while draining deliveries and written per
+/// connection afterwards (so N frames to one connection make one `writev`).
+#[derive(Debug, Clone, Copy)]
+struct Owed {
+    key: u32,
+    gen: u32,
+    frame: u32,
 }
 
 pub struct Worker {
@@ -104,6 +105,7 @@ pub struct Worker {
     next_gen: u32,
     wheel: Wheel,
     shared: Arc<Shared>,
+    stats: Arc<WorkerStats>,
     rx: Receiver<Cmd>,
     ticks: Ticks,
     start: Instant,
@@ -112,6 +114,12 @@ pub struct Worker {
     wbuf: Vec<u8>,
     /// Connections with input left after their read budget.
     revisit: Vec<Token>,
+    /// Channel → local subscribers.
+    index: LocalIndex,
+    /// Frames of the deliveries being drained, and who is owed which.
+    batch_frames: Vec<Arc<[u8]>>,
+    owed: Vec<Owed>,
+    commands_left: bool,
     reserve: ReserveFd,
     accept_paused_until: Option<u32>,
     fd_exhausted: bool,
@@ -142,6 +150,7 @@ impl Worker {
             conns: Slab::new(),
             next_gen: 0,
             wheel: Wheel::new(0),
+            stats: shared.stats.get(id).cloned().unwrap_or_default(),
             shared,
             rx,
             ticks,
@@ -150,6 +159,10 @@ impl Worker {
             scratch: vec![0; READ_BUF_BYTES],
             wbuf: Vec::with_capacity(64 * 1024),
             revisit: Vec::new(),
+            index: LocalIndex::default(),
+            batch_frames: Vec::new(),
+            owed: Vec::new(),
+            commands_left: false,
             reserve: ReserveFd::new(),
             accept_paused_until: None,
             fd_exhausted: false,
@@ -178,12 +191,16 @@ impl Worker {
                 return Err(e);
             }
             self.now = self.tick_now();
+            let mut woken = self.commands_left;
             for event in events.iter() {
                 match event.token() {
-                    WAKER => self.drain_commands(),
+                    WAKER => woken = true,
                     t if token::listener_index(t).is_some() => self.accept_all(),
                     t => self.on_conn_event(t, event),
                 }
+            }
+            if woken {
+                self.drain_commands();
             }
             self.revisit_pending();
             if self.accept_paused_until.is_some_and(|t| self.now >= t) {
@@ -218,9 +235,9 @@ impl Worker {
         u32::try_from(ms / timer::TICK_MS).unwrap_or(u32::MAX)
     }
 
-    /// Until the next tick, or zero while connections wait for a revisit.
+    /// Until the next tick, or zero while connections or commands wait for a revisit.
     fn poll_timeout(&self) -> Duration {
-        if !self.revisit.is_empty() {
+        if !self.revisit.is_empty() || self.commands_left {
             return Duration::ZERO;
         }
         let elapsed = self.start.elapsed().as_millis() as u64;
@@ -350,16 +367,163 @@ impl Worker {
     // ------------------------------------------------------------------ commands
 
     fn drain_commands(&mut self) {
+        self.commands_left = false;
+        let hub = &self.shared.hub;
+        if let Some(link) = hub.workers().get(self.id) {
+            // Cleared before draining: a command queued after this point wakes us again.
+            link.wake_pending.store(false, Ordering::Release);
+        }
+        let mut taken = 0;
         loop {
+            if taken == COMMANDS_PER_TURN {
+                self.commands_left = true;
+                break;
+            }
             match self.rx.try_recv() {
-                Ok(Cmd::Shutdown) => self.begin_shutdown(),
-                Err(TryRecvError::Empty) => return,
-                Err(TryRecvError::Disconnected) => {
+                Ok(Cmd::Deliver { channel, item }) => self.gather(channel, item),
+                Ok(Cmd::Shutdown) | Err(TryRecvError::Disconnected) => {
+                    // Whatever was published before the signal goes out before the 1001.
+                    self.write_owed();
                     self.begin_shutdown();
+                    if self.rx.is_empty() {
+                        break;
+                    }
+                }
+                Err(TryRecvError::Empty) => break,
+            }
+            taken += 1;
+        }
+        if let Some(link) = self.shared.hub.workers().get(self.id) {
+            link.queued.fetch_sub(
+                taken.min(link.queued.load(Ordering::Relaxed)),
+                Ordering::Relaxed,
+            );
+        }
+        self.write_owed();
+    }
+
+    /// Notes which local subscribers are owed a delivery (written in [`Worker::write_owed`]).
+    fn gather(&mut self, channel: u64, item: Delivery) {
+        let Some(local) = self.index.get(channel) else {
+            return;
+        };
+        let frames = &mut self.batch_frames;
+        let mut frame_of = |f: &Arc<[u8]>, slot: &mut Option<u32>| -> u32 {
+            *slot.get_or_insert_with(|| {
+                frames.push(f.clone());
+                (frames.len() - 1) as u32
+            })
+        };
+        match item {
+            Delivery::Message(msg) => {
+                let (mut env, mut raw) = (None, None);
+                for (_, sub) in local.subs.iter() {
+                    // Ids up to min_seq were replayed or predate the subscription.
+                    if msg.seq <= sub.min_seq {
+                        continue;
+                    }
+                    let frame = if sub.raw {
+                        frame_of(&msg.raw_frame, &mut raw)
+                    } else {
+                        frame_of(&msg.frame, &mut env)
+                    };
+                    self.owed.push(Owed {
+                        key: sub.key,
+                        gen: sub.gen,
+                        frame,
+                    });
+                }
+            }
+            Delivery::Presence(f) => {
+                let mut idx = None;
+                for (_, sub) in local.subs.iter().filter(|(_, s)| s.presence && !s.raw) {
+                    let frame = frame_of(&f, &mut idx);
+                    self.owed.push(Owed {
+                        key: sub.key,
+                        gen: sub.gen,
+                        frame,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Writes what `gather` noted: per connection, all its frames in one `writev` straight
+    /// from the shared buffers (no copy, no allocation), queueing only what the socket does
+    /// not take.
+    fn write_owed(&mut self) {
+        if self.owed.is_empty() {
+            self.batch_frames.clear();
+            return;
+        }
+        let mut owed = std::mem::take(&mut self.owed);
+        // Stable: each connection's frames stay in delivery order.
+        owed.sort_by_key(|o| o.key);
+        let frames = std::mem::take(&mut self.batch_frames);
+        for group in owed.chunk_by(|a, b| a.key == b.key) {
+            if let Some(first) = group.first() {
+                self.deliver_to(first.key as usize, first.gen, group, &frames);
+            }
+        }
+        owed.clear();
+        self.owed = owed;
+        let mut frames = frames;
+        frames.clear();
+        self.batch_frames = frames;
+    }
+
+    fn deliver_to(&mut self, key: usize, gen: u32, group: &[Owed], frames: &[Arc<[u8]>]) {
+        let max = self.shared.cfg.max_outbound_bytes;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.gen != gen || conn.phase != Phase::Open {
+            return;
+        }
+        self.stats
+            .deliveries
+            .fetch_add(group.len() as u64, Ordering::Relaxed);
+        let (mut done, mut partial) = (0, 0);
+        if conn.outq.is_none() {
+            match write_frames_direct(&mut conn.socket, group, frames) {
+                Ok(written) => (done, partial) = written,
+                Err(_) => {
+                    self.close_conn(key);
                     return;
                 }
             }
         }
+        let mut slow = false;
+        if let Some(rest) = group.get(done..).filter(|r| !r.is_empty()) {
+            let q = conn.outq.get_or_insert_with(Box::default);
+            for (i, o) in rest.iter().enumerate() {
+                let Some(f) = frames.get(o.frame as usize) else {
+                    continue;
+                };
+                if q.len() + f.len() > max {
+                    slow = true;
+                    break;
+                }
+                q.push_shared(f.clone());
+                if i == 0 {
+                    // The first was cut by a partial write.
+                    q.consume(partial);
+                    partial = 0;
+                }
+            }
+        }
+        if slow {
+            // Cut off rather than hold memory or delay others; it can resume from history.
+            self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+            debug!("worker {}: slow consumer cut off", self.id);
+            let mut out = Out {
+                wbuf: &mut self.wbuf,
+                outq: &mut conn.outq,
+            };
+            out.close(close_code::POLICY_VIOLATION, "slow consumer");
+            conn.set_phase(Phase::Finishing, self.now);
+        }
+        self.finish_batch(key);
     }
 
     fn begin_shutdown(&mut self) {
@@ -382,7 +546,7 @@ impl Worker {
                     conn.set_phase(Phase::Closing, self.now);
                     Verdict::Keep
                 }
-                Some(conn) if conn.phase == Phase::Handshake => Verdict::Drop,
+                Some(conn) if conn.phase == Phase::Request => Verdict::Drop,
                 _ => Verdict::Keep,
             };
             match verdict {
@@ -436,7 +600,7 @@ impl Worker {
                     // Whatever is already queued still goes out (a client may half-close
                     // after its request); nothing more will be read.
                     let pending = !self.wbuf.is_empty() || conn.outq.is_some();
-                    if conn.phase == Phase::Handshake || !pending {
+                    if conn.phase == Phase::Request || !pending {
                         verdict = Verdict::Drop;
                     } else {
                         conn.set_phase(Phase::Finishing, self.now);
@@ -446,12 +610,21 @@ impl Worker {
                 Ok(n) => {
                     conn.last_recv = self.now;
                     let data = &mut self.scratch[..n];
+                    let who = Subscriber {
+                        worker: self.id,
+                        key: key as u32,
+                        gen: conn.gen,
+                    };
                     let mut cx = Cx {
                         cfg: &self.shared.cfg,
                         wbuf: &mut self.wbuf,
                         now: self.now,
+                        hub: &self.shared.hub,
+                        index: &mut self.index,
+                        who,
+                        stats: &self.stats,
                     };
-                    verdict = on_bytes(conn, data, &mut cx);
+                    verdict = dispatch::on_bytes(conn, data, &mut cx);
                     if verdict == Verdict::Drop {
                         break;
                     }
@@ -554,6 +727,11 @@ impl Worker {
         }
         let mut conn = self.conns.remove(key);
         let _ = self.poll.registry().deregister(&mut conn.socket);
+        if let Some(session) = conn.session.take() {
+            ws::end(session, &self.shared.hub, &mut self.index, self.id);
+        }
+        // `route` is set to a WebSocket route only by a completed upgrade.
+        self.stats.closed(conn.route, conn.route.is_websocket());
         if conn.rejected {
             self.lingering_rejects = self.lingering_rejects.saturating_sub(1);
         } else {
@@ -586,13 +764,17 @@ impl Worker {
         }
         conn.due = u32::MAX;
         let verdict = match conn.phase {
-            Phase::Handshake if now >= conn.phase_since + t.handshake => {
-                debug!("worker {}: handshake timeout", self.id);
+            Phase::Request if now >= conn.phase_since + t.handshake => {
+                debug!("worker {}: request timeout", self.id);
+                self.stats
+                    .handshake_timeouts
+                    .fetch_add(1, Ordering::Relaxed);
                 Verdict::Drop
             }
             Phase::Closing | Phase::Finishing if now >= conn.phase_since + t.close => Verdict::Drop,
             Phase::Open if now >= conn.last_recv + t.idle => {
                 debug!("worker {}: reaped a silent connection", self.id);
+                self.stats.reaped.fetch_add(1, Ordering::Relaxed);
                 Verdict::Drop
             }
             Phase::Open if now >= conn.last_recv + t.ping => {
@@ -615,7 +797,7 @@ impl Worker {
 /// The tick at which a connection next needs attention.
 fn next_check(conn: &Conn, t: &Ticks, now: u32) -> u32 {
     match conn.phase {
-        Phase::Handshake => conn.phase_since + t.handshake,
+        Phase::Request => conn.phase_since + t.handshake,
         Phase::Closing | Phase::Finishing => conn.phase_since + t.close,
         Phase::Open => {
             // Ping once the connection has been silent for the ping interval (the ping goes
@@ -636,6 +818,41 @@ fn refuse_now(mut stream: TcpStream) {
     let mut resp = Vec::new();
     handshake::write_error(&mut resp, HandshakeError::AtCapacity);
     let _ = stream.write(&resp);
+}
+
+/// Writes the frames owed to one connection with `writev` (straight from the shared buffers)
+/// until all are out or the socket would block. Returns how many went out whole, and how many
+/// bytes of the next one.
+fn write_frames_direct(
+    socket: &mut TcpStream,
+    group: &[Owed],
+    frames: &[Arc<[u8]>],
+) -> io::Result<(usize, usize)> {
+    let frame = |o: &Owed| frames.get(o.frame as usize).map_or(&[][..], |f| &f[..]);
+    let mut done = 0;
+    while let Some(rest) = group.get(done..).filter(|r| !r.is_empty()) {
+        let mut slices = [io::IoSlice::new(&[]); MAX_IOVECS];
+        let mut count = 0;
+        for (slot, o) in slices.iter_mut().zip(rest) {
+            *slot = io::IoSlice::new(frame(o));
+            count += 1;
+        }
+        let mut n = match socket.write_vectored(&slices[..count]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((done, 0)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        for o in rest.iter().take(count) {
+            let len = frame(o).len();
+            if n < len {
+                return Ok((done, n));
+            }
+            n -= len;
+            done += 1;
+        }
+    }
+    Ok((done, 0))
 }
 
 /// Writes the batch buffer and queued output; keeps what the socket does not take.
@@ -664,228 +881,4 @@ fn write_out(conn: &mut Conn, wbuf: &mut Vec<u8>) -> io::Result<()> {
         conn.outq = Some(Box::new(q));
     }
     Ok(())
-}
-
-/// What processing a read needs besides the connection.
-struct Cx<'a> {
-    cfg: &'a Config,
-    wbuf: &'a mut Vec<u8>,
-    now: u32,
-}
-
-/// Where a connection's output goes during a batch: the worker's batch buffer while nothing is
-/// queued, else behind what is queued (order is kept).
-struct Out<'a> {
-    wbuf: &'a mut Vec<u8>,
-    outq: &'a mut Option<Box<OutQueue>>,
-}
-
-impl Out<'_> {
-    fn bytes(&mut self, bytes: &[u8]) {
-        match self.outq {
-            Some(q) => q.push_bytes(bytes),
-            None => self.wbuf.extend_from_slice(bytes),
-        }
-    }
-
-    fn frame(&mut self, opcode: OpCode, payload: &[u8]) {
-        let mut header = [0u8; MAX_HEADER_LEN];
-        let n = frame::encode_server_header(&mut header, true, opcode, payload.len());
-        self.bytes(&header[..n]);
-        self.bytes(payload);
-    }
-
-    /// Queues a frame whose payload is handed over: large payloads are not copied.
-    fn frame_owned(&mut self, opcode: OpCode, payload: Vec<u8>) {
-        if payload.len() < ZERO_COPY_MIN_BYTES {
-            self.frame(opcode, &payload);
-            return;
-        }
-        let mut header = [0u8; MAX_HEADER_LEN];
-        let n = frame::encode_server_header(&mut header, true, opcode, payload.len());
-        let q = self.queue();
-        q.push_bytes(&header[..n]);
-        q.push_owned(payload);
-    }
-
-    /// The connection's queue, created behind what the batch buffer already holds.
-    fn queue(&mut self) -> &mut OutQueue {
-        let wbuf = &mut *self.wbuf;
-        self.outq.get_or_insert_with(|| {
-            let mut q = OutQueue::new();
-            q.push_bytes(wbuf);
-            wbuf.clear();
-            Box::new(q)
-        })
-    }
-
-    fn close(&mut self, code: u16, reason: &str) {
-        let mut buf = Vec::with_capacity(2 + frame::MAX_CONTROL_PAYLOAD);
-        frame::write_close_frame(&mut buf, code, reason);
-        self.bytes(&buf);
-    }
-}
-
-/// Dispatches bytes just read by the connection's phase.
-fn on_bytes(conn: &mut Conn, data: &mut [u8], cx: &mut Cx<'_>) -> Verdict {
-    match conn.phase {
-        Phase::Handshake => on_handshake_bytes(conn, data, cx),
-        Phase::Open | Phase::Closing => on_frames(conn, data, cx),
-        // Input after our last word is read and discarded until the peer closes.
-        Phase::Finishing => Verdict::Keep,
-    }
-}
-
-fn on_handshake_bytes(conn: &mut Conn, data: &mut [u8], cx: &mut Cx<'_>) -> Verdict {
-    let max = cx.cfg.max_header_bytes;
-    match conn.head.take() {
-        None => {
-            if handshake::find_head_end(data, 0).is_some() || data.len() > max {
-                return on_request(conn, data, cx);
-            }
-            // Incomplete: refuse garbage now rather than at the timeout, else keep it.
-            match handshake::parse_request(data, max) {
-                Err(e) => respond_error(conn, e, cx),
-                Ok(_) => {
-                    conn.head = Some(Box::new(data.to_vec()));
-                    Verdict::Keep
-                }
-            }
-        }
-        Some(mut head) => {
-            let searched = head.len();
-            head.extend_from_slice(data);
-            if handshake::find_head_end(&head, searched).is_some() || head.len() > max {
-                let verdict = on_request(conn, &mut head, cx);
-                return verdict;
-            }
-            conn.head = Some(head);
-            Verdict::Keep
-        }
-    }
-}
-
-/// A complete request head (or an oversized one) is at the start of `buf`; anything after the
-/// head is the client's first frames.
-fn on_request(conn: &mut Conn, buf: &mut [u8], cx: &mut Cx<'_>) -> Verdict {
-    let (route, head_len) = {
-        let req = match handshake::parse_request(buf, cx.cfg.max_header_bytes) {
-            Ok(Some(req)) => req,
-            Ok(None) => return respond_error(conn, HandshakeError::HeadersTooLarge, cx),
-            Err(e) => return respond_error(conn, e, cx),
-        };
-        let route = match router::route(req.method, req.path) {
-            Ok(r) => r,
-            Err(e) => return respond_error(conn, e, cx),
-        };
-        if route.is_websocket() {
-            let policy = UpgradePolicy {
-                allowed_origins: &cx.cfg.allowed_origins,
-                subprotocols: &cx.cfg.subprotocols,
-            };
-            match handshake::validate_upgrade(&req, &policy) {
-                Ok(up) => handshake::write_101(cx.wbuf, &up),
-                Err(e) => return respond_error(conn, e, cx),
-            }
-        } else {
-            let body: &[u8] = if req.method == "HEAD" { b"" } else { b"ok\n" };
-            handshake::write_simple(cx.wbuf, 200, "text/plain; charset=utf-8", "", body, true);
-            conn.set_phase(Phase::Finishing, cx.now);
-            return Verdict::Keep;
-        }
-        (route, req.head_len)
-    };
-    conn.route = route;
-    conn.set_phase(Phase::Open, cx.now);
-    match buf.get_mut(head_len..) {
-        Some(tail) if !tail.is_empty() => on_frames(conn, tail, cx),
-        _ => Verdict::Keep,
-    }
-}
-
-fn respond_error(conn: &mut Conn, err: HandshakeError, cx: &mut Cx<'_>) -> Verdict {
-    debug!("refused request: {err}");
-    handshake::write_error(cx.wbuf, err);
-    conn.set_phase(Phase::Finishing, cx.now);
-    Verdict::Keep
-}
-
-/// Decodes frames and dispatches them; a protocol violation fails the connection with its
-/// close code.
-fn on_frames(conn: &mut Conn, data: &mut [u8], cx: &mut Cx<'_>) -> Verdict {
-    let mut boxed = conn.decoder.take();
-    let mut local = Decoder::new();
-    let decoder: &mut Decoder = match boxed.as_deref_mut() {
-        Some(d) => d,
-        None => &mut local,
-    };
-    let closing = conn.phase == Phase::Closing;
-    let route = conn.route;
-    let mut peer_closed = false;
-    let mut out = Out {
-        wbuf: cx.wbuf,
-        outq: &mut conn.outq,
-    };
-    let result = decoder.decode(data, cx.cfg.max_message_bytes, |event| {
-        if closing {
-            // Waiting for the peer's Close: everything else is ignored.
-            if let Event::Close { .. } = event {
-                peer_closed = true;
-                return Flow::Stop;
-            }
-            return Flow::Continue;
-        }
-        match event {
-            Event::Message { text, payload } => {
-                dispatch_message(route, &mut out, text, payload);
-                Flow::Continue
-            }
-            Event::Ping(payload) => {
-                out.frame(OpCode::Pong, payload);
-                Flow::Continue
-            }
-            Event::Pong(_) => Flow::Continue,
-            Event::Close { code, .. } => {
-                // Echo the code (RFC 6455 §5.5.1); an empty Close gets an empty reply.
-                match code {
-                    Some(code) => out.close(code, ""),
-                    None => out.frame(OpCode::Close, b""),
-                }
-                peer_closed = true;
-                Flow::Stop
-            }
-        }
-    });
-    match result {
-        Err(e) => {
-            if closing {
-                return Verdict::Drop;
-            }
-            debug!("failing connection: {e}");
-            out.close(e.close_code(), e.reason());
-            conn.set_phase(Phase::Finishing, cx.now);
-            return Verdict::Keep;
-        }
-        Ok(_) if peer_closed => {
-            conn.set_phase(Phase::Finishing, cx.now);
-            return Verdict::Keep;
-        }
-        Ok(_) => {}
-    }
-    if !decoder.is_idle() {
-        conn.decoder = Some(boxed.unwrap_or_else(|| Box::new(local)));
-    }
-    Verdict::Keep
-}
-
-/// A complete message, by route.
-fn dispatch_message(route: Route, out: &mut Out<'_>, text: bool, payload: Payload<'_>) {
-    let opcode = if text { OpCode::Text } else { OpCode::Binary };
-    match route {
-        Route::Echo => match payload {
-            Payload::Borrowed(bytes) => out.frame(opcode, bytes),
-            Payload::Owned(bytes) => out.frame_owned(opcode, bytes),
-        },
-        Route::Healthz => {}
-    }
 }
