@@ -43,6 +43,8 @@ pub struct Conn {
     pub peer_eof: bool,
     /// We sent FIN (after our last bytes).
     pub fin_sent: bool,
+    /// `head` holds a complete request head whose body has not all arrived.
+    pub body_pending: bool,
     /// Reading is paused until queued output drains (the peer reads slower than it sends).
     pub read_paused: bool,
     /// A request head that arrived in pieces.
@@ -69,6 +71,7 @@ impl Conn {
             peer_eof: false,
             fin_sent: false,
             read_paused: false,
+            body_pending: false,
             head: None,
             decoder: None,
             outq: None,

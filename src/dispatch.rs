@@ -120,8 +120,8 @@ pub fn on_bytes(conn: &mut Conn, data: &mut [u8], cx: &mut Cx<'_>) -> Verdict {
 
 /// Outcome of trying to take one request off the front of the input.
 enum Taken {
-    /// Not all of it is here yet.
-    NeedMore,
+    /// Not all of it is here yet (`true`: the head is, the body is not).
+    NeedMore(bool),
     /// A request was handled; this many bytes were its head and body.
     Done(usize),
 }
@@ -143,7 +143,9 @@ fn on_request_bytes(conn: &mut Conn, data: &mut [u8], cx: &mut Cx<'_>) -> Verdic
             Verdict::Keep
         }
         Some(mut head) => {
-            let scanned = head.len();
+            // The head's end is searched for only in new bytes, unless it was already found
+            // and the body is what is missing.
+            let scanned = if conn.body_pending { 0 } else { head.len() };
             head.extend_from_slice(data);
             let used = match take_requests(conn, &mut head, scanned, cx) {
                 Ok(used) => used,
@@ -170,10 +172,14 @@ fn take_requests(
     while conn.phase == Phase::Request && used < input.len() {
         let rest = input.get_mut(used..).unwrap_or_default();
         match take_one(conn, rest, scanned, cx) {
-            Taken::NeedMore => break,
+            Taken::NeedMore(body_pending) => {
+                conn.body_pending = body_pending;
+                break;
+            }
             Taken::Done(n) => {
                 used += n;
                 scanned = 0;
+                conn.body_pending = false;
             }
         }
     }
@@ -198,7 +204,7 @@ fn take_one(conn: &mut Conn, input: &mut [u8], scanned: usize, cx: &mut Cx<'_>) 
                 respond_error(conn, e, cx);
                 Taken::Done(input.len())
             }
-            Ok(_) => Taken::NeedMore,
+            Ok(_) => Taken::NeedMore(false),
         };
     };
     let (head, body_and_rest) = input.split_at_mut(head_end);
@@ -225,7 +231,7 @@ fn take_one(conn: &mut Conn, input: &mut [u8], scanned: usize, cx: &mut Cx<'_>) 
         }
     };
     let Some(body) = body_and_rest.get(..body_len) else {
-        return Taken::NeedMore;
+        return Taken::NeedMore(true);
     };
     on_request(conn, &req, body, cx);
     Taken::Done(head_end + body_len)
