@@ -1,0 +1,93 @@
+//! switchboard-bench: the load generator shipped with switchboard.
+//!
+//! `cargo run --release --bin switchboard-bench -- MODE --target 127.0.0.1:PORT ...`; modes
+//! and flags are in `cli::USAGE`. One mio loop per process, like the server; `--procs` runs
+//! several processes and merges their results. Loopback targets only.
+
+mod cause;
+mod cli;
+mod conn;
+mod coord;
+mod http;
+mod json;
+mod memprobe;
+mod modes;
+mod net;
+mod pacer;
+mod procs;
+mod progress;
+mod report;
+mod rng;
+mod sys;
+mod table;
+mod wire;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use coord::Coord;
+
+/// Descriptors a process needs besides its connections (stdio, poll, waker, pipes, /proc).
+const FD_RESERVE: u64 = 64;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cfg = match cli::parse(&args) {
+        Ok(cfg) => cfg,
+        Err(e) if e.is_empty() => {
+            print!("{}", cli::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("switchboard-bench: {e}\n\n{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    match sys::raise_nofile_limit() {
+        Ok(limit) => {
+            let per_process = cfg.connections / u64::from(cfg.procs) + 1;
+            if cfg.child_index.is_none() && per_process + FD_RESERVE > limit {
+                eprintln!(
+                    "switchboard-bench: warning: {per_process} connections per process but the \
+                     descriptor limit is {limit}; expect emfile failures (use --procs)"
+                );
+            }
+        }
+        Err(e) => eprintln!("switchboard-bench: warning: could not raise RLIMIT_NOFILE: {e}"),
+    }
+
+    let result = if cfg.procs > 1 && cfg.child_index.is_none() {
+        procs::run_parent(&cfg)
+    } else {
+        let mut coord = if cfg.child_index.is_some() {
+            Coord::child()
+        } else {
+            Coord::local(&cfg)
+        };
+        modes::run(&cfg, &mut coord)
+    };
+    let mut report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("switchboard-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if cfg.child_index.is_some() {
+        // Raw material for the parent's merge; a vanished parent has no use for it either.
+        let _ = writeln!(out, "{}", report.to_json(true).to_json());
+        return ExitCode::SUCCESS;
+    }
+    report.procs = u64::from(cfg.procs);
+    report.finalize();
+    let written = if cfg.json {
+        writeln!(out, "{}", report.to_json(false).to_json())
+    } else {
+        write!(out, "{}", report.render())
+    };
+    if written.is_err() || !report.errors.is_empty() {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
