@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use serde_json::value::RawValue;
 
+use crate::config::Config;
 use crate::dispatch::Cx;
 use crate::handshake::{self, Request};
 use crate::protocol::{self, Data, MAX_HISTORY_LIMIT};
@@ -42,18 +43,47 @@ impl ApiError {
     }
 }
 
-/// Answers a complete non-WebSocket request into the batch buffer.
+/// The demo page: one static file built into the binary.
+const DEMO_PAGE: &str = include_str!("demo.html");
+
+/// CORS headers for a response to `origin`, when `--allowed-origin` lists it (none are sent
+/// without `--allowed-origin`: then only same-origin pages may use the HTTP API).
+pub fn cors_headers(origin: Option<&str>, cfg: &Config) -> String {
+    match origin {
+        Some(o)
+            if cfg
+                .allowed_origins
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(o)) =>
+        {
+            format!("Access-Control-Allow-Origin: {o}\r\nVary: Origin\r\n")
+        }
+        _ => String::new(),
+    }
+}
+
+/// Answers a CORS preflight (`OPTIONS`).
+pub fn preflight(out: &mut Vec<u8>, cors: &str, keep_alive: bool) {
+    let headers = format!(
+        "{cors}Access-Control-Allow-Methods: GET, POST, OPTIONS\r\nAccess-Control-Allow-Headers: Authorization, Content-Type, Last-Event-ID\r\nAccess-Control-Max-Age: 600\r\n"
+    );
+    handshake::write_response(out, 204, "text/plain", &headers, b"", 0, !keep_alive);
+}
+
+/// Answers a complete non-streaming request into the batch buffer.
 pub fn respond(
     route: Route,
     param: &str,
     req: &Request<'_>,
     body: &[u8],
     keep_alive: bool,
+    cors: &str,
     cx: &mut Cx<'_>,
 ) {
     let head_only = req.method == "HEAD";
     let result = match route {
         Route::Healthz => Ok((200, "text/plain; charset=utf-8", "ok\n".to_string(), "")),
+        Route::Demo => Ok((200, "text/html; charset=utf-8", DEMO_PAGE.to_string(), "")),
         Route::Publish => publish(param, req, body, cx).map(|j| (200, JSON, j, "")),
         Route::History => history(param, req, cx).map(|j| (200, JSON, j, "")),
         Route::Presence => channel(param).map(|c| {
@@ -66,10 +96,11 @@ pub fn respond(
             )
         }),
         Route::PresenceBatch => presence_batch(req, cx).map(|j| (200, JSON, j, "")),
-        Route::Echo | Route::Ws => Err(ApiError::new(
+        Route::Metrics => Ok((200, METRICS_TYPE, metrics_text(cx), "")),
+        Route::Echo | Route::Ws | Route::Sse | Route::Poll => Err(ApiError::new(
             400,
-            "upgrade_required",
-            "this route is a WebSocket",
+            "not_a_plain_request",
+            "this route is a stream",
         )),
     };
     let (status, ctype, body, extra) = match result {
@@ -83,16 +114,25 @@ pub fn respond(
             (e.status, JSON, e.json(), extra)
         }
     };
+    let headers = format!("{cors}{extra}");
     let bytes = if head_only { &b""[..] } else { body.as_bytes() };
     handshake::write_response(
         cx.wbuf,
         status,
         ctype,
-        extra,
+        &headers,
         bytes,
         body.len(),
         !keep_alive,
     );
+}
+
+/// Prometheus text exposition format.
+const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+fn metrics_text(cx: &Cx<'_>) -> String {
+    let _ = cx;
+    String::new()
 }
 
 fn channel(param: &str) -> Result<&str, ApiError> {

@@ -21,6 +21,9 @@ pub const DEFAULT_IDLE_TIMEOUT_S: u64 = 60;
 pub const DEFAULT_HANDSHAKE_TIMEOUT_S: u64 = 10;
 pub const DEFAULT_CLOSE_TIMEOUT_S: u64 = 5;
 pub const DEFAULT_SHUTDOWN_TIMEOUT_S: u64 = 10;
+/// A long-poll with nothing to return answers (empty) after this; below common proxy
+/// timeouts (30 s and up).
+pub const DEFAULT_POLL_TIMEOUT_S: u64 = 25;
 /// Messages kept per channel for resume and the history API.
 pub const DEFAULT_HISTORY_SIZE: usize = 1000;
 pub const DEFAULT_HISTORY_TTL_S: u64 = 300;
@@ -58,6 +61,7 @@ pub struct Config {
     pub handshake_timeout: Duration,
     pub close_timeout: Duration,
     pub shutdown_timeout: Duration,
+    pub poll_timeout: Duration,
     pub log_level: LogLevel,
     pub history_size: usize,
     pub history_ttl: Duration,
@@ -82,6 +86,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(DEFAULT_HANDSHAKE_TIMEOUT_S),
             close_timeout: Duration::from_secs(DEFAULT_CLOSE_TIMEOUT_S),
             shutdown_timeout: Duration::from_secs(DEFAULT_SHUTDOWN_TIMEOUT_S),
+            poll_timeout: Duration::from_secs(DEFAULT_POLL_TIMEOUT_S),
             log_level: LogLevel::Info,
             history_size: DEFAULT_HISTORY_SIZE,
             history_ttl: Duration::from_secs(DEFAULT_HISTORY_TTL_S),
@@ -261,6 +266,17 @@ const FLAGS: &[Flag] = &[
         repeatable: false,
         apply: |c, v| {
             c.shutdown_timeout = parse_secs(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "poll-timeout",
+        value: "SECONDS",
+        default: "25",
+        help: "a long-poll (GET /poll) with nothing new answers with no messages after this",
+        repeatable: false,
+        apply: |c, v| {
+            c.poll_timeout = parse_secs(v)?;
             Ok(())
         },
     },

@@ -36,7 +36,9 @@ pub struct Conn {
     /// Tick the current phase began.
     pub phase_since: u32,
     pub phase: Phase,
-    pub route: Route,
+    /// The streaming transport this connection became (WebSocket route, SSE, held poll);
+    /// `None` while it speaks plain HTTP.
+    pub transport: Option<Route>,
     /// Refused at capacity: not counted as an open connection.
     pub rejected: bool,
     /// The peer sent FIN: nothing more to read.
@@ -66,7 +68,7 @@ impl Conn {
             last_recv: now,
             phase_since: now,
             phase: Phase::Request,
-            route: Route::Healthz,
+            transport: None,
             rejected: false,
             peer_eof: false,
             fin_sent: false,

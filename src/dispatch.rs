@@ -16,7 +16,7 @@ use crate::outq::OutQueue;
 use crate::router::{self, Route};
 use crate::session::{LocalIndex, Subscriber};
 use crate::stats::WorkerStats;
-use crate::{debug, ws};
+use crate::{debug, poll, sse, ws};
 
 /// Messages at least this large are queued by ownership rather than copied.
 const ZERO_COPY_MIN_BYTES: usize = 16 * 1024;
@@ -112,6 +112,8 @@ impl Out<'_> {
 pub fn on_bytes(conn: &mut Conn, data: &mut [u8], cx: &mut Cx<'_>) -> Verdict {
     match conn.phase {
         Phase::Request => on_request_bytes(conn, data, cx),
+        // An SSE stream or a held poll has nothing to read; input is discarded.
+        Phase::Open if matches!(conn.transport, Some(Route::Sse | Route::Poll)) => Verdict::Keep,
         Phase::Open | Phase::Closing => on_frames(conn, data, cx),
         // Input after our last word is read and discarded until the peer closes.
         Phase::Finishing => Verdict::Keep,
@@ -257,20 +259,39 @@ fn on_request(conn: &mut Conn, req: &Request<'_>, body: &[u8], cx: &mut Cx<'_>) 
         Ok(r) => r,
         Err(e) => return respond_error(conn, e, cx),
     };
-    if route.is_websocket() {
-        return upgrade(conn, req, route, cx);
-    }
     let keep_alive = if req.minor_version >= 1 {
         !req.connection_close
     } else {
         req.connection_keep_alive
     };
-    api::respond(route, param, req, body, keep_alive, cx);
-    if !keep_alive {
-        conn.set_phase(Phase::Finishing, cx.now);
-    } else {
-        // Keep-alive: the next request gets a fresh handshake timeout.
+    let cors = api::cors_headers(req.origin, cx.cfg);
+    if req.method == "OPTIONS" {
+        api::preflight(cx.wbuf, &cors, keep_alive);
+        return after_response(conn, keep_alive, cx);
+    }
+    let started = match route {
+        Route::Echo | Route::Ws => return upgrade(conn, req, route, cx),
+        Route::Sse => sse::start(conn, req, &cors, cx),
+        Route::Poll => poll::start(conn, req, &cors, keep_alive, cx),
+        _ => {
+            api::respond(route, param, req, body, keep_alive, &cors, cx);
+            Ok(())
+        }
+    };
+    match started {
+        Err(e) => respond_error(conn, e, cx),
+        // A stream (SSE, held poll) stays open; a plain response ends the request.
+        Ok(()) if conn.phase == Phase::Request => after_response(conn, keep_alive, cx),
+        Ok(()) => {}
+    }
+}
+
+/// After a complete response: close, or wait for the next request with a fresh timeout.
+pub fn after_response(conn: &mut Conn, keep_alive: bool, cx: &Cx<'_>) {
+    if keep_alive {
         conn.phase_since = cx.now;
+    } else {
+        conn.set_phase(Phase::Finishing, cx.now);
     }
 }
 
@@ -292,9 +313,9 @@ fn upgrade(conn: &mut Conn, req: &Request<'_>, route: Route, cx: &mut Cx<'_>) {
         None
     };
     handshake::write_101(cx.wbuf, &up);
-    conn.route = route;
+    conn.transport = Some(route);
     conn.set_phase(Phase::Open, cx.now);
-    cx.stats.upgraded(route);
+    cx.stats.opened(route);
     if let Some(plan) = plan {
         let mut out = Out {
             wbuf: cx.wbuf,
@@ -323,7 +344,7 @@ fn on_frames(conn: &mut Conn, data: &mut [u8], cx: &mut Cx<'_>) -> Verdict {
         None => &mut local,
     };
     let closing = conn.phase == Phase::Closing;
-    let route = conn.route;
+    let route = conn.transport;
     let mut peer_closed = false;
     let session = &mut conn.session;
     let mut out = Out {
@@ -346,7 +367,7 @@ fn on_frames(conn: &mut Conn, data: &mut [u8], cx: &mut Cx<'_>) -> Verdict {
             Event::Message { text, payload } => {
                 stats.message_in(payload.as_slice().len());
                 match (route, session.as_deref_mut()) {
-                    (Route::Ws, Some(s)) => {
+                    (Some(Route::Ws), Some(s)) => {
                         ws::on_message(s, text, payload.as_slice(), &mut out, hub, index, who, cfg)
                     }
                     _ => echo(&mut out, text, payload),

@@ -15,7 +15,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -39,6 +39,9 @@ pub struct Msg {
     json_at: usize,
     /// The payload alone as a complete frame, for `format=raw` subscribers.
     pub raw_frame: Arc<[u8]>,
+    /// Server-Sent Events `data:` lines (envelope, raw), built by the first worker with an
+    /// SSE subscriber, then shared.
+    sse: [OnceLock<Arc<[u8]>>; 2],
 }
 
 impl Msg {
@@ -49,6 +52,40 @@ impl Msg {
             .and_then(|b| std::str::from_utf8(b).ok())
             .unwrap_or("null")
     }
+
+    /// The `data:` lines of this message as an SSE event (without its `id:` and the blank
+    /// line that ends it): the JSON envelope, or with `raw` the payload itself (binary
+    /// payloads base64-encoded).
+    pub fn sse_data(&self, raw: bool) -> &Arc<[u8]> {
+        self.sse[usize::from(raw)].get_or_init(|| {
+            let mut out = Vec::new();
+            if !raw {
+                crate::sse::write_data_lines(&mut out, self.json());
+            } else {
+                let (text, payload) = frame_payload(&self.raw_frame);
+                match std::str::from_utf8(payload) {
+                    Ok(t) if text => crate::sse::write_data_lines(&mut out, t),
+                    _ => {
+                        use base64::Engine;
+                        let b64 = base64::engine::general_purpose::STANDARD.encode(payload);
+                        crate::sse::write_data_lines(&mut out, &b64);
+                    }
+                }
+            }
+            out.into()
+        })
+    }
+}
+
+/// Whether a server frame is text, and its payload (server frames are unmasked).
+fn frame_payload(frame: &[u8]) -> (bool, &[u8]) {
+    let text = frame.first().is_some_and(|b| b & 0x0F == 0x1);
+    let header = match frame.get(1).map(|b| b & 0x7F) {
+        Some(126) => 4,
+        Some(127) => 10,
+        _ => 2,
+    };
+    (text, frame.get(header..).unwrap_or_default())
 }
 
 /// What a worker is handed for one of its channels.
@@ -280,6 +317,7 @@ impl Hub {
                 frame: env.into(),
                 json_at,
                 raw_frame,
+                sse: Default::default(),
             });
             ch.history.push_back(msg.clone());
             ch.trim(&self.cfg, now);

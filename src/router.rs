@@ -8,8 +8,16 @@ pub enum Route {
     Echo,
     /// WebSocket: the channel protocol (JSON ops, or raw payloads with `format=raw`).
     Ws,
+    /// `GET /sse`: Server-Sent Events stream.
+    Sse,
+    /// `GET /poll`: long-polling.
+    Poll,
+    /// `GET /`: the demo page.
+    Demo,
     /// `GET /healthz`: liveness probe.
     Healthz,
+    /// `GET /metrics`: Prometheus text format.
+    Metrics,
     /// `POST /publish/{channel}`.
     Publish,
     /// `GET /history/{channel}`.
@@ -33,7 +41,11 @@ pub fn route<'p>(method: &str, path: &'p str) -> Result<(Route, &'p str), Handsh
     let (route, param, methods): (Route, &str, &[&str]) = match path {
         "/echo" => (Route::Echo, "", &["GET"]),
         "/ws" => (Route::Ws, "", &["GET"]),
+        "/" => (Route::Demo, "", &["GET", "HEAD"]),
+        "/sse" => (Route::Sse, "", &["GET"]),
+        "/poll" => (Route::Poll, "", &["GET", "HEAD"]),
         "/healthz" => (Route::Healthz, "", &["GET", "HEAD"]),
+        "/metrics" => (Route::Metrics, "", &["GET", "HEAD"]),
         "/presence" => (Route::PresenceBatch, "", &["GET", "HEAD"]),
         _ => match path.strip_prefix('/').and_then(|p| p.split_once('/')) {
             Some(("publish", ch)) if !ch.is_empty() => (Route::Publish, ch, &["POST"]),
@@ -42,7 +54,8 @@ pub fn route<'p>(method: &str, path: &'p str) -> Result<(Route, &'p str), Handsh
             _ => return Err(HandshakeError::NotFound),
         },
     };
-    if methods.contains(&method) {
+    // CORS preflight: any known path.
+    if methods.contains(&method) || method == "OPTIONS" {
         Ok((route, param))
     } else {
         Err(HandshakeError::MethodNotAllowed)
@@ -75,6 +88,10 @@ mod tests {
         assert_eq!(route("GET", "/presence/a"), Ok((Route::Presence, "a")));
         assert_eq!(route("GET", "/presence"), Ok((Route::PresenceBatch, "")));
         assert_eq!(route("GET", "/echo/"), Err(HandshakeError::NotFound));
-        assert_eq!(route("GET", "/"), Err(HandshakeError::NotFound));
+        assert_eq!(route("GET", "/"), Ok((Route::Demo, "")));
+        assert_eq!(route("GET", "/sse"), Ok((Route::Sse, "")));
+        assert_eq!(route("GET", "/poll"), Ok((Route::Poll, "")));
+        assert_eq!(route("OPTIONS", "/publish/a"), Ok((Route::Publish, "a")));
+        assert_eq!(route("GET", "/nope"), Err(HandshakeError::NotFound));
     }
 }

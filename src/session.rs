@@ -17,13 +17,28 @@ pub struct Session {
     /// `format=raw`: messages arrive as bare payload frames, no JSON envelope.
     pub raw: bool,
     pub subs: Vec<SubRef>,
+    /// Held long-poll: whether the connection stays open after the reply, and the CORS
+    /// headers the reply carries.
+    pub keep_alive: bool,
+    pub cors: Option<Box<str>>,
 }
 
-/// One of a connection's subscriptions: the channel and its slot in the local index.
+/// One of a connection's subscriptions: the channel, its slot in the local index, and the
+/// last id the connection was sent (the resume cursor of SSE and long-polling).
 #[derive(Debug, Clone, Copy)]
 pub struct SubRef {
     pub channel_id: u64,
     pub slot: u32,
+    pub last_seq: u64,
+}
+
+impl Session {
+    /// Notes that message `seq` of `channel_id` was sent.
+    pub fn advance(&mut self, channel_id: u64, seq: u64) {
+        if let Some(r) = self.subs.iter_mut().find(|r| r.channel_id == channel_id) {
+            r.last_seq = r.last_seq.max(seq);
+        }
+    }
 }
 
 /// A subscriber as the worker's fan-out sees it.
@@ -64,7 +79,7 @@ impl LocalIndex {
         self.channels.get(&channel_id)
     }
 
-    fn name_of(&self, r: &SubRef) -> Option<&str> {
+    pub fn name_of(&self, r: &SubRef) -> Option<&str> {
         self.channels.get(&r.channel_id).map(|c| &*c.name)
     }
 
@@ -118,6 +133,7 @@ pub fn subscribe(
     session.subs.push(SubRef {
         channel_id: sub.channel_id,
         slot: slot as u32,
+        last_seq: sub.last_seq,
     });
     Ok(sub)
 }

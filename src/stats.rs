@@ -13,6 +13,9 @@ pub const FRAME_ERROR_CODES: [u16; 3] = [1002, 1007, 1009];
 pub struct WorkerStats {
     pub open_ws_echo: AtomicU64,
     pub open_ws: AtomicU64,
+    pub open_sse: AtomicU64,
+    /// Long-polls being held.
+    pub open_poll: AtomicU64,
     pub accepted: AtomicU64,
     pub rejected_capacity: AtomicU64,
     pub rejected_origin: AtomicU64,
@@ -25,6 +28,11 @@ pub struct WorkerStats {
     pub reaped: AtomicU64,
     pub handshake_timeouts: AtomicU64,
     pub frame_errors: [AtomicU64; 4],
+    /// Data messages written to clients: echoes, channel deliveries and protocol replies.
+    pub messages_out: AtomicU64,
+    /// Event-loop turns (at least one per timer tick while the worker is alive): the systemd
+    /// watchdog is fed only while every worker's count moves.
+    pub loop_turns: AtomicU64,
 }
 
 fn inc(c: &AtomicU64) {
@@ -32,21 +40,28 @@ fn inc(c: &AtomicU64) {
 }
 
 impl WorkerStats {
-    pub fn upgraded(&self, route: Route) {
-        match route {
-            Route::Echo => inc(&self.open_ws_echo),
-            _ => inc(&self.open_ws),
+    /// The gauge of open connections on a streaming transport.
+    fn gauge(&self, transport: Route) -> Option<&AtomicU64> {
+        match transport {
+            Route::Echo => Some(&self.open_ws_echo),
+            Route::Ws => Some(&self.open_ws),
+            Route::Sse => Some(&self.open_sse),
+            Route::Poll => Some(&self.open_poll),
+            _ => None,
         }
     }
 
-    pub fn closed(&self, route: Route, was_open: bool) {
-        if was_open {
-            let c = if route == Route::Echo {
-                &self.open_ws_echo
-            } else {
-                &self.open_ws
-            };
-            c.fetch_sub(1, Ordering::Relaxed);
+    /// A connection became a streaming transport.
+    pub fn opened(&self, transport: Route) {
+        if let Some(g) = self.gauge(transport) {
+            inc(g);
+        }
+    }
+
+    /// A streaming transport ended (connection closed, or a held poll answered).
+    pub fn closed(&self, transport: Route) {
+        if let Some(g) = self.gauge(transport) {
+            g.fetch_sub(1, Ordering::Relaxed);
         }
     }
 

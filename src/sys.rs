@@ -29,6 +29,19 @@ pub fn raise_fd_limit() -> io::Result<u64> {
     Ok(lim.rlim_cur)
 }
 
+/// The RLIMIT_NOFILE soft limit now (for metrics); `None` if unlimited or unreadable.
+pub fn fd_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit for the duration of the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return None;
+    }
+    (lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
+}
+
 /// Descriptors this process has open now (for metrics and the capacity log line).
 pub fn open_fds() -> Option<usize> {
     std::fs::read_dir("/proc/self/fd")

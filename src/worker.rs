@@ -20,16 +20,18 @@ use crate::config::Config;
 use crate::conn::{Conn, Phase};
 use crate::dispatch::{self, Cx, Out, Verdict};
 use crate::error::HandshakeError;
+use crate::fanout::{self, Batch, Delivered, Item, Owed};
 use crate::frame::{close_code, OpCode};
 use crate::handshake;
 use crate::hub::{Cmd, Delivery, Hub};
 use crate::outq::{Flushed, OutQueue};
-use crate::session::{LocalIndex, Subscriber};
+use crate::router::Route;
+use crate::session::{self, LocalIndex, Subscriber};
 use crate::stats::WorkerStats;
 use crate::sys::{self, ReserveFd};
 use crate::timer::{self, Entry, Wheel};
 use crate::token::{self, WAKER};
-use crate::{debug, info, warn, ws};
+use crate::{debug, info, poll, sse, warn, ws};
 
 /// Per-worker read buffer: every connection reads into this, none keeps its own.
 pub const READ_BUF_BYTES: usize = 128 * 1024;
@@ -47,8 +49,6 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(200);
 const EVENTS_CAPACITY: usize = 1024;
 /// Commands (deliveries) taken per loop turn before sockets get their turn again.
 const COMMANDS_PER_TURN: usize = 4096;
-/// Frames gathered for one connection per `writev`.
-const MAX_IOVECS: usize = 64;
 
 /// State shared by all workers.
 #[derive(Debug)]
@@ -86,15 +86,7 @@ struct Ticks {
     handshake: u32,
     close: u32,
     shutdown: u32,
-}
-
-/// One frame owed to one subscriber, gathered while draining deliveries and written per
-/// connection afterwards (so N frames to one connection make one `writev`).
-#[derive(Debug, Clone, Copy)]
-struct Owed {
-    key: u32,
-    gen: u32,
-    frame: u32,
+    poll: u32,
 }
 
 pub struct Worker {
@@ -116,9 +108,8 @@ pub struct Worker {
     revisit: Vec<Token>,
     /// Channel → local subscribers.
     index: LocalIndex,
-    /// Frames of the deliveries being drained, and who is owed which.
-    batch_frames: Vec<Arc<[u8]>>,
-    owed: Vec<Owed>,
+    /// Deliveries being drained, and who is owed which.
+    batch: Batch,
     commands_left: bool,
     reserve: ReserveFd,
     accept_paused_until: Option<u32>,
@@ -142,6 +133,7 @@ impl Worker {
             handshake: timer::ticks(cfg.handshake_timeout),
             close: timer::ticks(cfg.close_timeout),
             shutdown: timer::ticks(cfg.shutdown_timeout),
+            poll: timer::ticks(cfg.poll_timeout),
         };
         let mut worker = Worker {
             id,
@@ -160,8 +152,7 @@ impl Worker {
             wbuf: Vec::with_capacity(64 * 1024),
             revisit: Vec::new(),
             index: LocalIndex::default(),
-            batch_frames: Vec::new(),
-            owed: Vec::new(),
+            batch: Batch::default(),
             commands_left: false,
             reserve: ReserveFd::new(),
             accept_paused_until: None,
@@ -402,77 +393,25 @@ impl Worker {
         self.write_owed();
     }
 
-    /// Notes which local subscribers are owed a delivery (written in [`Worker::write_owed`]).
     fn gather(&mut self, channel: u64, item: Delivery) {
-        let Some(local) = self.index.get(channel) else {
-            return;
-        };
-        let frames = &mut self.batch_frames;
-        let mut frame_of = |f: &Arc<[u8]>, slot: &mut Option<u32>| -> u32 {
-            *slot.get_or_insert_with(|| {
-                frames.push(f.clone());
-                (frames.len() - 1) as u32
-            })
-        };
-        match item {
-            Delivery::Message(msg) => {
-                let (mut env, mut raw) = (None, None);
-                for (_, sub) in local.subs.iter() {
-                    // Ids up to min_seq were replayed or predate the subscription.
-                    if msg.seq <= sub.min_seq {
-                        continue;
-                    }
-                    let frame = if sub.raw {
-                        frame_of(&msg.raw_frame, &mut raw)
-                    } else {
-                        frame_of(&msg.frame, &mut env)
-                    };
-                    self.owed.push(Owed {
-                        key: sub.key,
-                        gen: sub.gen,
-                        frame,
-                    });
-                }
-            }
-            Delivery::Presence(f) => {
-                let mut idx = None;
-                for (_, sub) in local.subs.iter().filter(|(_, s)| s.presence && !s.raw) {
-                    let frame = frame_of(&f, &mut idx);
-                    self.owed.push(Owed {
-                        key: sub.key,
-                        gen: sub.gen,
-                        frame,
-                    });
-                }
-            }
-        }
+        self.batch.gather(&self.index, channel, item);
     }
 
-    /// Writes what `gather` noted: per connection, all its frames in one `writev` straight
-    /// from the shared buffers (no copy, no allocation), queueing only what the socket does
-    /// not take.
+    /// Writes what `gather` noted, connection by connection.
     fn write_owed(&mut self) {
-        if self.owed.is_empty() {
-            self.batch_frames.clear();
+        if self.batch.is_empty() {
             return;
         }
-        let mut owed = std::mem::take(&mut self.owed);
-        // Stable: each connection's frames stay in delivery order.
-        owed.sort_by_key(|o| o.key);
-        let frames = std::mem::take(&mut self.batch_frames);
-        for group in owed.chunk_by(|a, b| a.key == b.key) {
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.drain(|group, items| {
             if let Some(first) = group.first() {
-                self.deliver_to(first.key as usize, first.gen, group, &frames);
+                self.deliver_to(first.key as usize, first.gen, group, items);
             }
-        }
-        owed.clear();
-        self.owed = owed;
-        let mut frames = frames;
-        frames.clear();
-        self.batch_frames = frames;
+        });
+        self.batch = batch;
     }
 
-    fn deliver_to(&mut self, key: usize, gen: u32, group: &[Owed], frames: &[Arc<[u8]>]) {
+    fn deliver_to(&mut self, key: usize, gen: u32, group: &[Owed], items: &[Item]) {
         let max = self.shared.cfg.max_outbound_bytes;
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -483,47 +422,73 @@ impl Worker {
         self.stats
             .deliveries
             .fetch_add(group.len() as u64, Ordering::Relaxed);
-        let (mut done, mut partial) = (0, 0);
-        if conn.outq.is_none() {
-            match write_frames_direct(&mut conn.socket, group, frames) {
-                Ok(written) => (done, partial) = written,
+        let mut out = Out {
+            wbuf: &mut self.wbuf,
+            outq: &mut conn.outq,
+        };
+        let over_cap = match (conn.transport, conn.session.as_deref_mut()) {
+            (Some(Route::Sse), Some(s)) => {
+                sse::deliver(&mut out, s, &self.index, group, items);
+                conn.queued_bytes() + self.wbuf.len() > max
+            }
+            (Some(Route::Poll), Some(s)) => {
+                poll::deliver(&mut out, s, &self.index, group, items);
+                self.end_poll(key);
+                false
+            }
+            _ => match fanout::deliver_ws(&mut conn.socket, &mut conn.outq, group, items, max) {
+                Ok(Delivered::Ok) => false,
+                Ok(Delivered::OverCap) => true,
                 Err(_) => {
                     self.close_conn(key);
                     return;
                 }
-            }
+            },
+        };
+        if over_cap {
+            self.cut_off(key);
         }
-        let mut slow = false;
-        if let Some(rest) = group.get(done..).filter(|r| !r.is_empty()) {
-            let q = conn.outq.get_or_insert_with(Box::default);
-            for (i, o) in rest.iter().enumerate() {
-                let Some(f) = frames.get(o.frame as usize) else {
-                    continue;
-                };
-                if q.len() + f.len() > max {
-                    slow = true;
-                    break;
-                }
-                q.push_shared(f.clone());
-                if i == 0 {
-                    // The first was cut by a partial write.
-                    q.consume(partial);
-                    partial = 0;
-                }
-            }
-        }
-        if slow {
-            // Cut off rather than hold memory or delay others; it can resume from history.
-            self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
-            debug!("worker {}: slow consumer cut off", self.id);
+        self.finish_batch(key);
+    }
+
+    /// A subscriber whose queued output passed `--max-outbound-bytes` is closed (1008 for a
+    /// WebSocket) rather than allowed to hold memory or delay others; it can resume from
+    /// history when it reconnects.
+    fn cut_off(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+        debug!("worker {}: slow consumer cut off", self.id);
+        if matches!(conn.transport, Some(Route::Echo | Route::Ws)) {
             let mut out = Out {
                 wbuf: &mut self.wbuf,
                 outq: &mut conn.outq,
             };
             out.close(close_code::POLICY_VIOLATION, "slow consumer");
-            conn.set_phase(Phase::Finishing, self.now);
         }
-        self.finish_batch(key);
+        conn.set_phase(Phase::Finishing, self.now);
+    }
+
+    /// A held poll was answered: unsubscribe, and wait for the next request (or close).
+    fn end_poll(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Some(mut session) = conn.session.take() else {
+            return;
+        };
+        session::unsubscribe_all(&self.shared.hub, &mut self.index, &mut session, self.id);
+        self.stats.closed(Route::Poll);
+        conn.transport = None;
+        conn.set_phase(
+            if session.keep_alive {
+                Phase::Request
+            } else {
+                Phase::Finishing
+            },
+            self.now,
+        );
     }
 
     fn begin_shutdown(&mut self) {
@@ -700,6 +665,10 @@ impl Worker {
             return Verdict::Drop;
         }
         if conn.outq.is_none() {
+            if conn.transport == Some(Route::Sse) {
+                // Progress for a stream that never reads (see on_timer).
+                conn.last_recv = self.now;
+            }
             if conn.read_paused {
                 conn.read_paused = false;
                 if !conn.peer_eof {
@@ -730,8 +699,9 @@ impl Worker {
         if let Some(session) = conn.session.take() {
             ws::end(session, &self.shared.hub, &mut self.index, self.id);
         }
-        // `route` is set to a WebSocket route only by a completed upgrade.
-        self.stats.closed(conn.route, conn.route.is_websocket());
+        if let Some(t) = conn.transport {
+            self.stats.closed(t);
+        }
         if conn.rejected {
             self.lingering_rejects = self.lingering_rejects.saturating_sub(1);
         } else {
@@ -772,12 +742,44 @@ impl Worker {
                 Verdict::Drop
             }
             Phase::Closing | Phase::Finishing if now >= conn.phase_since + t.close => Verdict::Drop,
-            Phase::Open if now >= conn.last_recv + t.idle => {
+            Phase::Open if conn.transport == Some(Route::Poll) => {
+                if now >= conn.phase_since + t.poll {
+                    // Nothing arrived: answer with no messages and the unchanged cursor.
+                    if let Some(s) = conn.session.as_deref() {
+                        let mut out = Out {
+                            wbuf: &mut self.wbuf,
+                            outq: &mut conn.outq,
+                        };
+                        poll::write_reply(&mut out, [], s, &self.index, false);
+                    }
+                    self.end_poll(key);
+                }
+                Verdict::Keep
+            }
+            // An SSE stream never sends, so for it `last_recv` is the last time all our
+            // output was taken: a reader stalled for the idle timeout is reaped.
+            Phase::Open
+                if conn.transport == Some(Route::Sse)
+                    && now >= conn.last_recv + t.idle
+                    && conn.outq.is_some() =>
+            {
+                debug!("worker {}: reaped a stalled event stream", self.id);
+                self.stats.reaped.fetch_add(1, Ordering::Relaxed);
+                Verdict::Drop
+            }
+            Phase::Open if conn.transport == Some(Route::Sse) && now >= conn.last_recv + t.ping => {
+                sse::write_ping(&mut Out {
+                    wbuf: &mut self.wbuf,
+                    outq: &mut conn.outq,
+                });
+                Verdict::Keep
+            }
+            Phase::Open if conn.transport != Some(Route::Sse) && now >= conn.last_recv + t.idle => {
                 debug!("worker {}: reaped a silent connection", self.id);
                 self.stats.reaped.fetch_add(1, Ordering::Relaxed);
                 Verdict::Drop
             }
-            Phase::Open if now >= conn.last_recv + t.ping => {
+            Phase::Open if conn.transport != Some(Route::Sse) && now >= conn.last_recv + t.ping => {
                 let mut out = Out {
                     wbuf: &mut self.wbuf,
                     outq: &mut conn.outq,
@@ -799,6 +801,7 @@ fn next_check(conn: &Conn, t: &Ticks, now: u32) -> u32 {
     match conn.phase {
         Phase::Request => conn.phase_since + t.handshake,
         Phase::Closing | Phase::Finishing => conn.phase_since + t.close,
+        Phase::Open if conn.transport == Some(Route::Poll) => conn.phase_since + t.poll,
         Phase::Open => {
             // Ping once the connection has been silent for the ping interval (the ping goes
             // out when this check fires), then reap at the idle timeout. Receiving anything
@@ -818,41 +821,6 @@ fn refuse_now(mut stream: TcpStream) {
     let mut resp = Vec::new();
     handshake::write_error(&mut resp, HandshakeError::AtCapacity);
     let _ = stream.write(&resp);
-}
-
-/// Writes the frames owed to one connection with `writev` (straight from the shared buffers)
-/// until all are out or the socket would block. Returns how many went out whole, and how many
-/// bytes of the next one.
-fn write_frames_direct(
-    socket: &mut TcpStream,
-    group: &[Owed],
-    frames: &[Arc<[u8]>],
-) -> io::Result<(usize, usize)> {
-    let frame = |o: &Owed| frames.get(o.frame as usize).map_or(&[][..], |f| &f[..]);
-    let mut done = 0;
-    while let Some(rest) = group.get(done..).filter(|r| !r.is_empty()) {
-        let mut slices = [io::IoSlice::new(&[]); MAX_IOVECS];
-        let mut count = 0;
-        for (slot, o) in slices.iter_mut().zip(rest) {
-            *slot = io::IoSlice::new(frame(o));
-            count += 1;
-        }
-        let mut n = match socket.write_vectored(&slices[..count]) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((done, 0)),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        for o in rest.iter().take(count) {
-            let len = frame(o).len();
-            if n < len {
-                return Ok((done, n));
-            }
-            n -= len;
-            done += 1;
-        }
-    }
-    Ok((done, 0))
 }
 
 /// Writes the batch buffer and queued output; keeps what the socket does not take.

@@ -73,7 +73,7 @@ pub fn start(
     let mut s = Session {
         user: plan.user.map(String::into_boxed_str),
         raw: plan.raw,
-        subs: Vec::new(),
+        ..Session::default()
     };
     if let Some(user) = s.user.as_deref() {
         hub.user_connected(user);

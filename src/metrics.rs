@@ -1,0 +1,579 @@
+//! `GET /metrics`: the server's counters in the Prometheus text exposition format (0.0.4).
+//!
+//! Workers count into their own relaxed atomics (`stats::WorkerStats`); a scrape sums them,
+//! so reading metrics never slows a worker down. Every family carries `# HELP` and `# TYPE`;
+//! counters end in `_total`. Totals are summed across workers; a few gauges are also given
+//! per worker (`worker="N"`) to show how SO_REUSEPORT spread the load.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::stats::{WorkerStats, FRAME_ERROR_CODES};
+use crate::sys;
+use crate::worker::Shared;
+
+/// The `Content-Type` of the response.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Renders every metric into `out` (appending).
+///
+/// Takes each history shard lock briefly (`Hub::history_len`) and reads `/proc/self/fd`, so
+/// it costs more than a counter read; fine per scrape, not per message.
+pub fn render(shared: &Shared, out: &mut String) {
+    let queued: Vec<u64> = shared
+        .hub
+        .workers()
+        .iter()
+        .map(|l| l.queued.load(Ordering::Relaxed) as u64)
+        .collect();
+    View {
+        workers: &shared.stats,
+        queued: &queued,
+        open: shared.open.load(Ordering::Relaxed) as u64,
+        max_connections: shared.max_connections as u64,
+        shutting_down: shared.shutting_down.load(Ordering::Relaxed),
+        broadcasts: shared.hub.stats.publishes.load(Ordering::Relaxed),
+        history: shared.hub.history_len() as u64,
+        open_fds: sys::open_fds().map(|n| n as u64),
+        fd_limit: sys::fd_limit(),
+    }
+    .render(out);
+}
+
+type Read = fn(&WorkerStats) -> u64;
+
+fn get(c: &AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
+}
+
+/// Open streaming connections by `transport` label. A new transport is one more line here,
+/// reading its own gauge in `WorkerStats`.
+const TRANSPORTS: &[(&str, Read)] = &[
+    ("websocket_echo", |s| get(&s.open_ws_echo)),
+    ("websocket", |s| get(&s.open_ws)),
+    ("sse", |s| get(&s.open_sse)),
+    ("poll", |s| get(&s.open_poll)),
+];
+
+/// Refused requests by `reason` label.
+const REJECT_REASONS: &[(&str, Read)] = &[
+    ("capacity", |s| get(&s.rejected_capacity)),
+    ("origin", |s| get(&s.rejected_origin)),
+    ("bad_handshake", |s| get(&s.rejected_handshake)),
+];
+
+/// Unlabelled counters summed over workers: name, help, reader.
+const COUNTERS: &[(&str, &str, Read)] = &[
+    (
+        "switchboard_accepted_connections_total",
+        "TCP connections accepted.",
+        |s| get(&s.accepted),
+    ),
+    (
+        "switchboard_messages_received_total",
+        "WebSocket data messages received from clients.",
+        |s| get(&s.messages_in),
+    ),
+    (
+        "switchboard_received_bytes_total",
+        "Payload bytes of the WebSocket messages received from clients.",
+        |s| get(&s.bytes_in),
+    ),
+    (
+        "switchboard_messages_sent_total",
+        "WebSocket data messages sent to clients (echoes, deliveries, protocol replies).",
+        |s| get(&s.messages_out),
+    ),
+    (
+        "switchboard_sent_bytes_total",
+        "Bytes written to client sockets.",
+        |s| get(&s.bytes_out),
+    ),
+    (
+        "switchboard_deliveries_total",
+        "Channel messages queued to subscribed connections.",
+        |s| get(&s.deliveries),
+    ),
+    (
+        "switchboard_slow_consumers_total",
+        "Connections closed (1008) for exceeding --max-outbound-bytes of queued output.",
+        |s| get(&s.slow_consumers),
+    ),
+    (
+        "switchboard_heartbeat_reaped_total",
+        "Connections closed for sending nothing, not even a pong, for --idle-timeout.",
+        |s| get(&s.reaped),
+    ),
+    (
+        "switchboard_handshake_timeouts_total",
+        "Connections dropped for not completing the request head within --handshake-timeout.",
+        |s| get(&s.handshake_timeouts),
+    ),
+];
+
+/// A snapshot of everything rendered, read from `Shared` (kept apart so tests can build one).
+#[derive(Debug)]
+struct View<'a> {
+    workers: &'a [Arc<WorkerStats>],
+    /// Deliveries queued to each worker and not yet drained.
+    queued: &'a [u64],
+    open: u64,
+    max_connections: u64,
+    shutting_down: bool,
+    broadcasts: u64,
+    history: u64,
+    open_fds: Option<u64>,
+    fd_limit: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+impl View<'_> {
+    fn sum(&self, read: Read) -> u64 {
+        self.workers
+            .iter()
+            .fold(0u64, |acc, w| acc.wrapping_add(read(w)))
+    }
+
+    fn render(&self, out: &mut String) {
+        use Kind::{Counter, Gauge};
+
+        family(
+            out,
+            "switchboard_build_info",
+            Gauge,
+            "Always 1; the version label says which build is running.",
+        );
+        sample(
+            out,
+            "switchboard_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))],
+            1,
+        );
+        gauge(
+            out,
+            "switchboard_workers",
+            "Event-loop threads.",
+            self.workers.len() as u64,
+        );
+        gauge(
+            out,
+            "switchboard_max_connections",
+            "Connections accepted before new ones get 503 (--max-connections).",
+            self.max_connections,
+        );
+        gauge(
+            out,
+            "switchboard_open_connections",
+            "Connections counted against the limit: every phase, every transport.",
+            self.open,
+        );
+        gauge(
+            out,
+            "switchboard_shutting_down",
+            "1 once graceful shutdown has begun.",
+            u64::from(self.shutting_down),
+        );
+
+        family(
+            out,
+            "switchboard_connections",
+            Gauge,
+            "Open streaming connections by transport (WebSocket echo, WebSocket, SSE, held polls).",
+        );
+        for (transport, read) in TRANSPORTS {
+            let n = self.sum(*read);
+            sample(
+                out,
+                "switchboard_connections",
+                &[("transport", transport)],
+                n,
+            );
+        }
+        family(
+            out,
+            "switchboard_worker_connections",
+            Gauge,
+            "Open streaming connections per worker, all transports.",
+        );
+        for (id, w) in self.workers.iter().enumerate() {
+            let n = TRANSPORTS
+                .iter()
+                .fold(0u64, |acc, (_, read)| acc.wrapping_add(read(w)));
+            let id = id.to_string();
+            sample(out, "switchboard_worker_connections", &[("worker", &id)], n);
+        }
+        family(
+            out,
+            "switchboard_worker_queued_deliveries",
+            Gauge,
+            "Deliveries handed to each worker and not yet taken off its queue.",
+        );
+        for (id, n) in self.queued.iter().enumerate() {
+            let id = id.to_string();
+            let name = "switchboard_worker_queued_deliveries";
+            sample(out, name, &[("worker", &id)], *n);
+        }
+
+        family(
+            out,
+            "switchboard_rejected_connections_total",
+            Counter,
+            "Requests refused by reason: capacity (503), origin (403), bad_handshake (4xx).",
+        );
+        for (reason, read) in REJECT_REASONS {
+            let n = self.sum(*read);
+            let name = "switchboard_rejected_connections_total";
+            sample(out, name, &[("reason", reason)], n);
+        }
+        for (name, help, read) in COUNTERS {
+            family(out, name, Counter, help);
+            sample(out, name, &[], self.sum(*read));
+        }
+        family(
+            out,
+            "switchboard_frame_errors_total",
+            Counter,
+            "Connections failed for a framing or protocol error, by close code.",
+        );
+        let codes = FRAME_ERROR_CODES.iter().map(|c| c.to_string());
+        let labels = codes.chain(std::iter::once("other".to_string()));
+        for (i, code) in labels.enumerate() {
+            let n = self.sum_at(i);
+            sample(out, "switchboard_frame_errors_total", &[("code", &code)], n);
+        }
+        family(
+            out,
+            "switchboard_broadcasts_total",
+            Counter,
+            "Messages published to channels (each counted once, however many subscribers).",
+        );
+        sample(out, "switchboard_broadcasts_total", &[], self.broadcasts);
+        gauge(
+            out,
+            "switchboard_history_messages",
+            "Messages held in channel history for resume and GET /history.",
+            self.history,
+        );
+        if let Some(n) = self.open_fds {
+            gauge(
+                out,
+                "switchboard_open_fds",
+                "File descriptors the process has open.",
+                n,
+            );
+        }
+        if let Some(n) = self.fd_limit {
+            gauge(
+                out,
+                "switchboard_fd_limit",
+                "RLIMIT_NOFILE soft limit: the most descriptors the process may open.",
+                n,
+            );
+        }
+    }
+
+    /// Frame errors summed over workers for the code at `i` (the last slot is "other").
+    fn sum_at(&self, i: usize) -> u64 {
+        self.workers.iter().fold(0u64, |acc, w| {
+            acc.wrapping_add(w.frame_errors.get(i).map_or(0, get))
+        })
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: Kind, help: &str) {
+    let kind = match kind {
+        Kind::Counter => "counter",
+        Kind::Gauge => "gauge",
+    };
+    let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
+    family(out, name, Kind::Gauge, help);
+    sample(out, name, &[], value);
+}
+
+fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: u64) {
+    out.push_str(name);
+    if !labels.is_empty() {
+        out.push('{');
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(k);
+            out.push_str("=\"");
+            push_label_value(out, v);
+            out.push('"');
+        }
+        out.push('}');
+    }
+    let _ = writeln!(out, " {value}");
+}
+
+/// HELP text escapes backslash and newline.
+fn escape_help(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// Label values escape backslash, double quote and newline.
+fn push_label_value(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{BTreeMap, HashMap, HashSet};
+
+    /// A parsed exposition: (name, sorted labels) → value, and each family's TYPE.
+    struct Parsed {
+        samples: HashMap<(String, Vec<(String, String)>), f64>,
+        types: HashMap<String, String>,
+    }
+
+    impl Parsed {
+        fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+            let mut l: Vec<(String, String)> = labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            l.sort();
+            self.samples.get(&(name.to_string(), l)).copied()
+        }
+    }
+
+    fn is_name(s: &str) -> bool {
+        let mut chars = s.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    }
+
+    /// Parses the text format strictly: every line is a HELP, a TYPE or `name{labels} value`;
+    /// every sample's family has HELP and TYPE before it, each exactly once.
+    fn parse(text: &str) -> Parsed {
+        assert!(text.ends_with('\n'), "exposition must end with a newline");
+        let mut helps = HashSet::new();
+        let mut types = HashMap::new();
+        let mut samples = HashMap::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, help) = rest.split_once(' ').unwrap();
+                assert!(is_name(name) && !help.is_empty(), "{line}");
+                assert!(helps.insert(name.to_string()), "second HELP: {line}");
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                assert!(helps.contains(name), "TYPE before HELP: {line}");
+                assert!(kind == "counter" || kind == "gauge", "{line}");
+                if kind == "counter" {
+                    assert!(name.ends_with("_total"), "counter without _total: {line}");
+                } else {
+                    assert!(!name.ends_with("_total"), "gauge named _total: {line}");
+                }
+                let old = types.insert(name.to_string(), kind.to_string());
+                assert!(old.is_none(), "second TYPE: {line}");
+                continue;
+            }
+            assert!(!line.starts_with('#') && !line.is_empty(), "{line:?}");
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            let value: f64 = value.parse().unwrap_or_else(|_| panic!("{line}"));
+            let (name, labels) = match series.split_once('{') {
+                Some((n, l)) => (n, l.strip_suffix('}').unwrap_or_else(|| panic!("{line}"))),
+                None => (series, ""),
+            };
+            assert!(is_name(name), "{line}");
+            assert!(name.starts_with("switchboard_"), "{line}");
+            assert!(types.contains_key(name), "sample before its TYPE: {line}");
+            let mut parsed: Vec<(String, String)> = Vec::new();
+            if !labels.is_empty() {
+                for pair in labels.split(',') {
+                    let (k, v) = pair.split_once('=').unwrap_or_else(|| panic!("{line}"));
+                    assert!(is_name(k), "{line}");
+                    let v = v
+                        .strip_prefix('"')
+                        .and_then(|v| v.strip_suffix('"'))
+                        .unwrap_or_else(|| panic!("unquoted label value: {line}"));
+                    parsed.push((k.to_string(), v.to_string()));
+                }
+            }
+            parsed.sort();
+            let old = samples.insert((name.to_string(), parsed), value);
+            assert!(old.is_none(), "duplicate series: {line}");
+        }
+        for name in &helps {
+            assert!(types.contains_key(name), "HELP without TYPE: {name}");
+        }
+        Parsed { samples, types }
+    }
+
+    fn view<'a>(workers: &'a [Arc<WorkerStats>], queued: &'a [u64]) -> View<'a> {
+        View {
+            workers,
+            queued,
+            open: 7,
+            max_connections: 100,
+            shutting_down: false,
+            broadcasts: 11,
+            history: 12,
+            open_fds: Some(20),
+            fd_limit: Some(1024),
+        }
+    }
+
+    #[test]
+    fn every_family_is_well_formed() {
+        let workers: Vec<_> = (0..3).map(|_| Arc::new(WorkerStats::default())).collect();
+        let mut out = String::new();
+        view(&workers, &[0, 0, 0]).render(&mut out);
+        let p = parse(&out);
+        let families: BTreeMap<&str, &str> = [
+            ("switchboard_build_info", "gauge"),
+            ("switchboard_workers", "gauge"),
+            ("switchboard_max_connections", "gauge"),
+            ("switchboard_open_connections", "gauge"),
+            ("switchboard_shutting_down", "gauge"),
+            ("switchboard_connections", "gauge"),
+            ("switchboard_worker_connections", "gauge"),
+            ("switchboard_worker_queued_deliveries", "gauge"),
+            ("switchboard_accepted_connections_total", "counter"),
+            ("switchboard_rejected_connections_total", "counter"),
+            ("switchboard_messages_received_total", "counter"),
+            ("switchboard_received_bytes_total", "counter"),
+            ("switchboard_messages_sent_total", "counter"),
+            ("switchboard_sent_bytes_total", "counter"),
+            ("switchboard_broadcasts_total", "counter"),
+            ("switchboard_deliveries_total", "counter"),
+            ("switchboard_slow_consumers_total", "counter"),
+            ("switchboard_heartbeat_reaped_total", "counter"),
+            ("switchboard_handshake_timeouts_total", "counter"),
+            ("switchboard_frame_errors_total", "counter"),
+            ("switchboard_open_fds", "gauge"),
+            ("switchboard_fd_limit", "gauge"),
+            ("switchboard_history_messages", "gauge"),
+        ]
+        .into_iter()
+        .collect();
+        for (name, kind) in &families {
+            assert_eq!(
+                p.types.get(*name).map(String::as_str),
+                Some(*kind),
+                "{name}"
+            );
+        }
+        assert_eq!(p.types.len(), families.len(), "{:?}", p.types.keys());
+        // Every family has at least one sample.
+        for name in families.keys() {
+            assert!(
+                p.samples.keys().any(|(n, _)| n == name),
+                "{name} has no sample"
+            );
+        }
+        assert_eq!(p.get("switchboard_workers", &[]), Some(3.0));
+        assert_eq!(p.get("switchboard_open_connections", &[]), Some(7.0));
+        assert_eq!(p.get("switchboard_max_connections", &[]), Some(100.0));
+        assert_eq!(p.get("switchboard_broadcasts_total", &[]), Some(11.0));
+        assert_eq!(p.get("switchboard_history_messages", &[]), Some(12.0));
+        assert_eq!(p.get("switchboard_open_fds", &[]), Some(20.0));
+        assert_eq!(p.get("switchboard_fd_limit", &[]), Some(1024.0));
+        let version = env!("CARGO_PKG_VERSION");
+        assert_eq!(
+            p.get("switchboard_build_info", &[("version", version)]),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn sums_across_workers_and_splits_by_label() {
+        let a = Arc::new(WorkerStats::default());
+        let b = Arc::new(WorkerStats::default());
+        for _ in 0..2 {
+            a.open_ws_echo.fetch_add(1, Ordering::Relaxed);
+        }
+        b.open_ws_echo.fetch_add(1, Ordering::Relaxed);
+        b.open_ws.fetch_add(4, Ordering::Relaxed);
+        a.message_in(10);
+        b.message_in(5);
+        a.frame_error(1007);
+        b.frame_error(1007);
+        b.frame_error(1009);
+        a.frame_error(1011);
+        a.refused(crate::error::HandshakeError::OriginNotAllowed);
+        b.refused(crate::error::HandshakeError::AtCapacity);
+        b.slow_consumers.fetch_add(3, Ordering::Relaxed);
+        let workers = vec![a, b];
+        let mut out = String::new();
+        view(&workers, &[5, 0]).render(&mut out);
+        let p = parse(&out);
+
+        let conns = |t| p.get("switchboard_connections", &[("transport", t)]);
+        assert_eq!(conns("websocket_echo"), Some(3.0));
+        assert_eq!(conns("websocket"), Some(4.0));
+        assert_eq!(conns("sse"), Some(0.0));
+        assert_eq!(conns("poll"), Some(0.0));
+        let per_worker = |w| p.get("switchboard_worker_connections", &[("worker", w)]);
+        assert_eq!(per_worker("0"), Some(2.0));
+        assert_eq!(per_worker("1"), Some(5.0));
+        let queued = |w| p.get("switchboard_worker_queued_deliveries", &[("worker", w)]);
+        assert_eq!(queued("0"), Some(5.0));
+        assert_eq!(queued("1"), Some(0.0));
+        assert_eq!(p.get("switchboard_messages_received_total", &[]), Some(2.0));
+        assert_eq!(p.get("switchboard_received_bytes_total", &[]), Some(15.0));
+        let errors = |c| p.get("switchboard_frame_errors_total", &[("code", c)]);
+        assert_eq!(errors("1002"), Some(0.0));
+        assert_eq!(errors("1007"), Some(2.0));
+        assert_eq!(errors("1009"), Some(1.0));
+        assert_eq!(errors("other"), Some(1.0));
+        let rejected = |r| p.get("switchboard_rejected_connections_total", &[("reason", r)]);
+        assert_eq!(rejected("origin"), Some(1.0));
+        assert_eq!(rejected("capacity"), Some(1.0));
+        assert_eq!(rejected("bad_handshake"), Some(0.0));
+        assert_eq!(p.get("switchboard_slow_consumers_total", &[]), Some(3.0));
+    }
+
+    #[test]
+    fn unknown_process_values_leave_their_families_out() {
+        let workers = vec![Arc::new(WorkerStats::default())];
+        let mut v = view(&workers, &[]);
+        v.open_fds = None;
+        v.fd_limit = None;
+        v.shutting_down = true;
+        let mut out = String::new();
+        v.render(&mut out);
+        let p = parse(&out);
+        assert!(!p.types.contains_key("switchboard_open_fds"));
+        assert!(!p.types.contains_key("switchboard_fd_limit"));
+        assert_eq!(p.get("switchboard_shutting_down", &[]), Some(1.0));
+        // An empty per-worker family still has HELP and TYPE, and no samples.
+        assert!(p.types.contains_key("switchboard_worker_queued_deliveries"));
+    }
+
+    #[test]
+    fn escaping() {
+        assert_eq!(escape_help("a\\b\nc"), "a\\\\b\\nc");
+        let mut out = String::new();
+        push_label_value(&mut out, "q\"b\\n\n");
+        assert_eq!(out, "q\\\"b\\\\n\\n");
+        let mut out = String::new();
+        sample(&mut out, "m", &[("a", "1"), ("b", "x")], 5);
+        sample(&mut out, "m", &[], 0);
+        assert_eq!(out, "m{a=\"1\",b=\"x\"} 5\nm 0\n");
+    }
+}
