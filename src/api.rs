@@ -96,7 +96,11 @@ pub fn respond(
             )
         }),
         Route::PresenceBatch => presence_batch(req, cx).map(|j| (200, JSON, j, "")),
-        Route::Metrics => Ok((200, METRICS_TYPE, metrics_text(cx), "")),
+        Route::Metrics => {
+            let mut text = String::with_capacity(8 * 1024);
+            crate::metrics::render(cx.shared, &mut text);
+            Ok((200, crate::metrics::CONTENT_TYPE, text, ""))
+        }
         Route::Echo | Route::Ws | Route::Sse | Route::Poll => Err(ApiError::new(
             400,
             "not_a_plain_request",
@@ -125,14 +129,6 @@ pub fn respond(
         body.len(),
         !keep_alive,
     );
-}
-
-/// Prometheus text exposition format.
-const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-fn metrics_text(cx: &Cx<'_>) -> String {
-    let _ = cx;
-    String::new()
 }
 
 fn channel(param: &str) -> Result<&str, ApiError> {

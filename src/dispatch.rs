@@ -2,6 +2,7 @@
 //! API call answered in place), then WebSocket frames dispatched by route. No socket I/O
 //! here: output is gathered through [`Out`] and written by the worker at the end of the batch.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::api;
@@ -16,6 +17,7 @@ use crate::outq::OutQueue;
 use crate::router::{self, Route};
 use crate::session::{LocalIndex, Subscriber};
 use crate::stats::WorkerStats;
+use crate::worker::Shared;
 use crate::{debug, poll, sse, ws};
 
 /// Messages at least this large are queued by ownership rather than copied.
@@ -26,6 +28,7 @@ const SHARED_COPY_MAX_BYTES: usize = 1024;
 
 /// What processing a read needs besides the connection.
 pub struct Cx<'a> {
+    pub shared: &'a Shared,
     pub cfg: &'a Config,
     pub wbuf: &'a mut Vec<u8>,
     pub now: u32,
@@ -370,7 +373,10 @@ fn on_frames(conn: &mut Conn, data: &mut [u8], cx: &mut Cx<'_>) -> Verdict {
                     (Some(Route::Ws), Some(s)) => {
                         ws::on_message(s, text, payload.as_slice(), &mut out, hub, index, who, cfg)
                     }
-                    _ => echo(&mut out, text, payload),
+                    _ => {
+                        stats.messages_out.fetch_add(1, Ordering::Relaxed);
+                        echo(&mut out, text, payload)
+                    }
                 }
                 Flow::Continue
             }

@@ -109,7 +109,8 @@ pub fn ws_frame<'a>(items: &'a [Item], o: &Owed) -> Option<&'a Arc<[u8]>> {
 /// Outcome of delivering to a WebSocket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivered {
-    Ok,
+    /// Delivered or queued; this many bytes went straight to the socket.
+    Ok(usize),
     /// Queued output would pass the cap: the connection must be cut off.
     OverCap,
 }
@@ -127,8 +128,15 @@ pub fn deliver_ws<W: Write>(
     if outq.is_none() {
         (done, partial) = write_direct(socket, group, items)?;
     }
+    let written: usize = group
+        .iter()
+        .take(done)
+        .filter_map(|o| ws_frame(items, o))
+        .map(|f| f.len())
+        .sum::<usize>()
+        + partial;
     let Some(rest) = group.get(done..).filter(|r| !r.is_empty()) else {
-        return Ok(Delivered::Ok);
+        return Ok(Delivered::Ok(written));
     };
     let q = outq.get_or_insert_with(Box::default);
     for (i, o) in rest.iter().enumerate() {
@@ -144,7 +152,7 @@ pub fn deliver_ws<W: Write>(
             q.consume(partial);
         }
     }
-    Ok(Delivered::Ok)
+    Ok(Delivered::Ok(written))
 }
 
 /// Writes owed frames until all are out or the socket would block. Returns how many went out

@@ -233,7 +233,6 @@ pub struct Subscription {
 #[derive(Debug, Default)]
 pub struct HubStats {
     pub publishes: AtomicU64,
-    pub history_messages: AtomicU64,
 }
 
 #[derive(Debug)]

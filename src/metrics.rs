@@ -61,6 +61,7 @@ const REJECT_REASONS: &[(&str, Read)] = &[
     ("capacity", |s| get(&s.rejected_capacity)),
     ("origin", |s| get(&s.rejected_origin)),
     ("bad_handshake", |s| get(&s.rejected_handshake)),
+    ("no_route", |s| get(&s.rejected_route)),
 ];
 
 /// Unlabelled counters summed over workers: name, help, reader.

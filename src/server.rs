@@ -11,12 +11,15 @@ use mio::{Poll, Waker};
 
 use crate::config::{Config, FD_RESERVE};
 use crate::hub::{Cmd, Hub, HubConfig, WorkerLink};
+use crate::notify::{status_line, Notifier, Progress};
 use crate::stats::WorkerStats;
 use crate::sys::{self, Signal};
 use crate::token::WAKER;
 use crate::worker::{Shared, Worker};
 use crate::{info, warn};
 
+/// How often systemd hears the connection count (and, with a watchdog, that we are alive).
+const STATUS_INTERVAL: Duration = Duration::from_secs(5);
 /// How often the hub's janitor expires history (one shard per step).
 const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -160,12 +163,45 @@ pub fn run(cfg: Config) -> io::Result<()> {
         }
         out.flush()?;
     }
+    let notifier = Arc::new(Notifier::from_env());
+    let shared = server.shared.clone();
+    let status = move || status_line(shared.open.load(Ordering::Relaxed), shared.max_connections);
+    notifier.send(&[("READY", "1"), ("STATUS", &status())]);
+    if notifier.is_enabled() {
+        let notifier = notifier.clone();
+        let shared = server.shared.clone();
+        let period = notifier
+            .watchdog_interval()
+            .map_or(STATUS_INTERVAL, |w| w.min(STATUS_INTERVAL));
+        std::thread::Builder::new()
+            .name("sd-notify".into())
+            .spawn(move || {
+                let mut progress = Progress::default();
+                while !shared.shutting_down.load(Ordering::Acquire) {
+                    std::thread::sleep(period);
+                    notifier.status(&status());
+                    // Fed only while every worker's loop keeps turning: a stuck worker lets
+                    // systemd's watchdog restart the service.
+                    let turns = shared
+                        .stats
+                        .iter()
+                        .map(|s| s.loop_turns.load(Ordering::Relaxed));
+                    if notifier.watchdog_interval().is_some() && progress.advanced(turns) {
+                        notifier.watchdog();
+                    }
+                }
+            })?;
+    }
     let stopper = server.stopper();
+    let on_stop = notifier.clone();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || loop {
             match sys::wait_signal() {
                 Ok(Signal::Terminate | Signal::Interrupt) => {
+                    // Before the workers are told: with no connections they finish at once
+                    // and the process may exit before this thread runs again.
+                    on_stop.stopping();
                     if stopper.shutdown() {
                         info!("shutting down: closing connections (a second signal exits at once)");
                     } else {

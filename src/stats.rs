@@ -20,6 +20,8 @@ pub struct WorkerStats {
     pub rejected_capacity: AtomicU64,
     pub rejected_origin: AtomicU64,
     pub rejected_handshake: AtomicU64,
+    /// Requests for an unknown path or with a method the path does not take (404/405).
+    pub rejected_route: AtomicU64,
     pub messages_in: AtomicU64,
     pub bytes_in: AtomicU64,
     pub deliveries: AtomicU64,
@@ -69,6 +71,9 @@ impl WorkerStats {
         match err {
             HandshakeError::AtCapacity => inc(&self.rejected_capacity),
             HandshakeError::OriginNotAllowed => inc(&self.rejected_origin),
+            HandshakeError::NotFound | HandshakeError::MethodNotAllowed => {
+                inc(&self.rejected_route)
+            }
             _ => inc(&self.rejected_handshake),
         }
     }

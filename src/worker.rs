@@ -182,6 +182,8 @@ impl Worker {
                 return Err(e);
             }
             self.now = self.tick_now();
+            // Liveness for the systemd watchdog: every worker must keep turning.
+            self.stats.loop_turns.fetch_add(1, Ordering::Relaxed);
             let mut woken = self.commands_left;
             for event in events.iter() {
                 match event.token() {
@@ -254,6 +256,7 @@ impl Worker {
             };
             match listener.accept() {
                 Ok((stream, _peer)) => {
+                    self.stats.accepted.fetch_add(1, Ordering::Relaxed);
                     if self.fd_exhausted {
                         self.fd_exhausted = false;
                         self.reserve.restore();
@@ -278,6 +281,7 @@ impl Worker {
                         self.reserve.release();
                         if let Some(Ok((stream, _))) = self.listeners.get(i).map(|l| l.accept()) {
                             refuse_now(stream);
+                            self.stats.refused(HandshakeError::AtCapacity);
                         }
                         self.reserve.restore();
                         if self.reserve.is_held() {
@@ -343,6 +347,7 @@ impl Worker {
         let _ = stream.write(&resp);
         let _ = stream.shutdown(Shutdown::Write);
         debug!("worker {}: at capacity, refused a connection", self.id);
+        self.stats.refused(HandshakeError::AtCapacity);
         if self.lingering_rejects >= MAX_LINGERING_REJECTS {
             return;
         }
@@ -422,6 +427,9 @@ impl Worker {
         self.stats
             .deliveries
             .fetch_add(group.len() as u64, Ordering::Relaxed);
+        self.stats
+            .messages_out
+            .fetch_add(group.len() as u64, Ordering::Relaxed);
         let mut out = Out {
             wbuf: &mut self.wbuf,
             outq: &mut conn.outq,
@@ -437,7 +445,12 @@ impl Worker {
                 false
             }
             _ => match fanout::deliver_ws(&mut conn.socket, &mut conn.outq, group, items, max) {
-                Ok(Delivered::Ok) => false,
+                Ok(Delivered::Ok(written)) => {
+                    self.stats
+                        .bytes_out
+                        .fetch_add(written as u64, Ordering::Relaxed);
+                    false
+                }
                 Ok(Delivered::OverCap) => true,
                 Err(_) => {
                     self.close_conn(key);
@@ -581,6 +594,7 @@ impl Worker {
                         gen: conn.gen,
                     };
                     let mut cx = Cx {
+                        shared: &self.shared,
                         cfg: &self.shared.cfg,
                         wbuf: &mut self.wbuf,
                         now: self.now,
@@ -659,8 +673,13 @@ impl Worker {
             self.wbuf.clear();
             return Verdict::Drop;
         };
+        let before = self.wbuf.len() + conn.queued_bytes();
         let result = write_out(conn, &mut self.wbuf);
         self.wbuf.clear();
+        let written = before.saturating_sub(conn.queued_bytes());
+        self.stats
+            .bytes_out
+            .fetch_add(written as u64, Ordering::Relaxed);
         if result.is_err() {
             return Verdict::Drop;
         }

@@ -896,3 +896,266 @@ pub fn describe(f: &Frame) -> String {
         )
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Server process with extra environment
+// ---------------------------------------------------------------------------------------------
+
+impl Server {
+    /// Like [`Server::start`], with `env` set in the server's environment (after the caller's
+    /// `SWITCHBOARD_*` variables are removed, so `env` may set some of those too). For the
+    /// variables a service manager passes: `NOTIFY_SOCKET`, `WATCHDOG_USEC`, `LISTEN_FDS`.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("SWITCHBOARD_") {
+                cmd.env_remove(name);
+            }
+        }
+        cmd.envs(env.iter().copied());
+        let mut child = cmd
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the switchboard binary");
+
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let mut err_pipe = child.stderr.take().expect("stderr is piped");
+        let sink = Arc::clone(&stderr);
+        thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            loop {
+                match err_pipe.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => sink
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend_from_slice(&chunk[..n]),
+                }
+            }
+        });
+
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || watch_stdout(stdout, tx));
+
+        let addr = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(Ok(addr)) => addr,
+            outcome => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "server did not print `listening on ADDR` within {START_TIMEOUT:?} (got {outcome:?}); args {args:?}, env {env:?}; stderr:\n{}",
+                    String::from_utf8_lossy(&stderr.lock().unwrap_or_else(|e| e.into_inner()))
+                );
+            }
+        };
+        Server {
+            child,
+            addr,
+            stderr,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Channels: the JSON protocol on /ws and the HTTP API
+// ---------------------------------------------------------------------------------------------
+
+/// Connects to `/ws` with `query` (without the `?`; empty for none).
+pub fn ws_connect(addr: SocketAddr, query: &str) -> Client {
+    if query.is_empty() {
+        Client::connect(addr, "/ws")
+    } else {
+        Client::connect(addr, &format!("/ws?{query}"))
+    }
+}
+
+impl Client {
+    /// Sends `value` as one JSON text frame.
+    pub fn send_json(&mut self, value: &serde_json::Value) {
+        self.send_text(&value.to_string());
+    }
+
+    /// Reads the next message, which must be a JSON text frame.
+    pub fn read_json(&mut self) -> serde_json::Value {
+        let (op, payload) = self.read_message();
+        assert_eq!(
+            op,
+            OP_TEXT,
+            "expected a JSON text message, got binary {:?}",
+            String::from_utf8_lossy(&payload)
+        );
+        parse_json(&payload)
+    }
+
+    /// Like [`Client::read_json`], answering any Ping on the way (for servers started with a
+    /// short `--ping-interval`).
+    pub fn read_json_answering_pings(&mut self) -> serde_json::Value {
+        loop {
+            let f = self.read_frame_full();
+            match f.opcode {
+                OP_PING => self.send_frame(true, OP_PONG, &f.payload),
+                OP_TEXT if f.fin => return parse_json(&f.payload),
+                _ => panic!("expected a JSON text message, got {}", describe(&f)),
+            }
+        }
+    }
+
+    /// Sends a `subscribe` for `channel` and returns the `subscribed` reply (checked).
+    pub fn subscribe(&mut self, channel: &str) -> serde_json::Value {
+        self.send_json(&serde_json::json!({"op": "subscribe", "channel": channel}));
+        let reply = self.read_json();
+        assert_eq!(reply["type"], "subscribed", "subscribe {channel}: {reply}");
+        assert_eq!(reply["channel"], channel, "subscribe {channel}: {reply}");
+        reply
+    }
+
+    /// Reads the next message, which must be a `message` on `channel`; returns its id.
+    pub fn read_message_id(&mut self, channel: &str) -> (u64, serde_json::Value) {
+        let m = self.read_json();
+        assert_eq!(m["type"], "message", "expected a message on {channel}: {m}");
+        assert_eq!(m["channel"], channel, "message on the wrong channel: {m}");
+        let id = m["id"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("message without a numeric id: {m}"));
+        (id, m)
+    }
+}
+
+/// Parses a JSON payload or fails the test showing it.
+pub fn parse_json(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes).unwrap_or_else(|e| {
+        panic!(
+            "server sent invalid JSON ({e}): {:?}",
+            String::from_utf8_lossy(bytes)
+        )
+    })
+}
+
+/// A keep-alive HTTP/1.1 connection for API calls.
+pub struct HttpConn {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl HttpConn {
+    pub fn connect(addr: SocketAddr) -> HttpConn {
+        HttpConn {
+            stream: tcp(addr),
+            buf: Vec::new(),
+        }
+    }
+
+    /// Sends one request (`extra` header lines without CRLF; Content-Length is added when
+    /// `body` is not empty) and reads its response.
+    pub fn request(&mut self, method: &str, path: &str, extra: &[&str], body: &[u8]) -> Response {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
+        for line in extra {
+            req.push_str(line);
+            req.push_str("\r\n");
+        }
+        if !body.is_empty() {
+            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        req.push_str("\r\n");
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body);
+        self.stream
+            .write_all(&bytes)
+            .expect("write the HTTP request");
+        read_response(&mut self.stream, &mut self.buf)
+    }
+
+    pub fn get(&mut self, path: &str) -> Response {
+        self.request("GET", path, &[], &[])
+    }
+
+    /// `POST /publish/{channel}` with an optional Content-Type; asserts 200 and the reply's
+    /// shape, and returns the id.
+    pub fn publish(&mut self, channel: &str, content_type: Option<&str>, body: &[u8]) -> u64 {
+        let ctype = content_type.map(|t| format!("Content-Type: {t}"));
+        let extra: Vec<&str> = ctype.iter().map(String::as_str).collect();
+        let resp = self.request("POST", &format!("/publish/{channel}"), &extra, body);
+        assert_eq!(resp.status, 200, "publish to {channel}: {resp:?}");
+        let v = json_body(&resp);
+        assert_eq!(v["channel"], channel, "publish reply {v}");
+        v["id"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("publish reply without a numeric id: {v}"))
+    }
+
+    /// Publishes `value` as `application/json`; returns the id.
+    pub fn publish_json(&mut self, channel: &str, value: &serde_json::Value) -> u64 {
+        self.publish(
+            channel,
+            Some("application/json"),
+            value.to_string().as_bytes(),
+        )
+    }
+}
+
+/// One request on a fresh connection (see [`HttpConn::request`]).
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    extra: &[&str],
+    body: &[u8],
+) -> Response {
+    HttpConn::connect(addr).request(method, path, extra, body)
+}
+
+pub fn http_get(addr: SocketAddr, path: &str) -> Response {
+    http_request(addr, "GET", path, &[], &[])
+}
+
+/// The body of an API response: asserts `Content-Type: application/json` and parses it.
+pub fn json_body(resp: &Response) -> serde_json::Value {
+    let ctype = resp.header("content-type").unwrap_or_default();
+    assert!(
+        ctype.to_ascii_lowercase().starts_with("application/json"),
+        "API response Content-Type {ctype:?}, want application/json: {resp:?}"
+    );
+    parse_json(&resp.body)
+}
+
+/// Asserts an API error: `status`, a JSON body `{"error": code, "reason": ..}`.
+pub fn assert_api_error(resp: &Response, status: u16, code: &str) {
+    assert_eq!(resp.status, status, "expected {status} {code}: {resp:?}");
+    let v = json_body(resp);
+    assert_eq!(v["error"], code, "error body {v}");
+    assert!(
+        v["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "error body without a reason: {v}"
+    );
+}
+
+/// Polls `check` until it returns `Some` or `timeout` passes. Only for state that no event
+/// announces (such as a server-side table updated after a socket closes); everything else
+/// should be awaited on its socket.
+pub fn poll_until<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A `VmRSS`/`VmHWM`-style field of `/proc/<pid>/status`, in KiB.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
