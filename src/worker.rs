@@ -512,6 +512,7 @@ impl Worker {
         for mut l in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut l);
         }
+        // A scan over all connections, once, at shutdown.
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             let verdict = match self.conns.get_mut(key) {
@@ -520,8 +521,20 @@ impl Worker {
                         wbuf: &mut self.wbuf,
                         outq: &mut conn.outq,
                     };
-                    out.close(close_code::GOING_AWAY, "server shutting down");
-                    conn.set_phase(Phase::Closing, self.now);
+                    match (conn.transport, conn.session.as_deref()) {
+                        // A held poll is answered (nothing new) and the connection closed.
+                        (Some(Route::Poll), Some(s)) => {
+                            poll::write_reply(&mut out, [], s, &self.index, false);
+                            conn.set_phase(Phase::Finishing, self.now);
+                        }
+                        // An event stream ends after what is queued (EventSource reconnects,
+                        // with its Last-Event-ID, to whichever server comes up).
+                        (Some(Route::Sse), _) => conn.set_phase(Phase::Finishing, self.now),
+                        _ => {
+                            out.close(close_code::GOING_AWAY, "server shutting down");
+                            conn.set_phase(Phase::Closing, self.now);
+                        }
+                    }
                     Verdict::Keep
                 }
                 Some(conn) if conn.phase == Phase::Request => Verdict::Drop,
