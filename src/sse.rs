@@ -136,6 +136,11 @@ pub fn start(
     }
     write_id(&mut out, &s, cx.index);
     conn.session = Some(Box::new(s));
+    // A stream never hears from its reader, so a peer that vanished without FIN would only
+    // be noticed when the send buffer fills. With TCP_USER_TIMEOUT the kernel drops the
+    // connection once sent data (our pings) stays unacknowledged for the idle timeout, and
+    // the error event reaps it.
+    let _ = socket2::SockRef::from(&conn.socket).set_tcp_user_timeout(Some(cx.cfg.idle_timeout));
     conn.transport = Some(Route::Sse);
     conn.set_phase(Phase::Open, cx.now);
     cx.stats.opened(Route::Sse);
