@@ -208,7 +208,12 @@ fn history(param: &str, req: &Request<'_>, cx: &Cx<'_>) -> Result<String, ApiErr
 fn presence_batch(req: &Request<'_>, cx: &Cx<'_>) -> Result<String, ApiError> {
     let mut out = String::from("{\"users\":{");
     let mut n = 0;
+    let mut seen: Vec<std::borrow::Cow<'_, str>> = Vec::new();
     for user in query::all(req.query, "user") {
+        // A name asked twice is answered once (JSON object keys are unique).
+        if seen.contains(&user) {
+            continue;
+        }
         if !protocol::valid_user(&user) {
             return Err(ApiError::new(
                 400,
@@ -233,6 +238,7 @@ fn presence_batch(req: &Request<'_>, cx: &Cx<'_>) -> Result<String, ApiError> {
         } else {
             ":false"
         });
+        seen.push(user);
     }
     if n == 0 {
         return Err(ApiError::new(
@@ -246,7 +252,7 @@ fn presence_batch(req: &Request<'_>, cx: &Cx<'_>) -> Result<String, ApiError> {
 }
 
 /// Compares secrets without an early exit that would leak how much matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

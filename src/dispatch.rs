@@ -308,7 +308,7 @@ fn upgrade(conn: &mut Conn, req: &Request<'_>, route: Route, cx: &mut Cx<'_>) {
         Err(e) => return respond_error(conn, e, cx),
     };
     let plan = if route == Route::Ws {
-        match ws::Plan::from_query(req.query, cx.cfg) {
+        match ws::Plan::from_request(req, cx.cfg) {
             Ok(p) => Some(p),
             Err(e) => return respond_error(conn, e, cx),
         }

@@ -143,12 +143,15 @@ pub fn deliver_ws<W: Write>(
         let Some(f) = ws_frame(items, o) else {
             continue;
         };
-        if q.len() + f.len() - if i == 0 { partial } else { 0 } > max_queued {
+        // A frame cut by a partial write is always finished (a cut-off connection still
+        // gets whole frames, then its Close); and the cap bounds the backlog, so one frame
+        // larger than the cap still goes out when nothing else is queued.
+        let cut = i == 0 && partial > 0;
+        if !cut && !q.is_empty() && q.len() + f.len() > max_queued {
             return Ok(Delivered::OverCap);
         }
         q.push_shared(f.clone());
         if i == 0 {
-            // The first frame was cut by a partial write.
             q.consume(partial);
         }
     }
@@ -187,4 +190,121 @@ fn write_direct<W: Write>(
         }
     }
     Ok((done, 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{self, OpCode};
+
+    /// A socket that takes `budget` bytes, then would block.
+    struct Sink {
+        got: Vec<u8>,
+        budget: usize,
+    }
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+        // Like a socket's writev: takes from every buffer while there is room.
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            if self.budget == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(self.budget);
+                self.got.extend_from_slice(&b[..take]);
+                self.budget -= take;
+                n += take;
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn presence_items(sizes: &[usize]) -> Vec<Item> {
+        sizes
+            .iter()
+            .map(|&n| {
+                let mut f = Vec::new();
+                frame::write_server_frame(&mut f, OpCode::Binary, &vec![7u8; n]);
+                Item::Presence(f.into())
+            })
+            .collect()
+    }
+
+    fn owed(n: usize) -> Vec<Owed> {
+        (0..n)
+            .map(|i| Owed {
+                key: 1,
+                gen: 0,
+                item: i as u32,
+                raw: false,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn writes_straight_through_and_queues_the_rest_in_order() {
+        let items = presence_items(&[10, 20, 30]);
+        let mut sink = Sink {
+            got: Vec::new(),
+            budget: 25,
+        };
+        let mut q = None;
+        let r = deliver_ws(&mut sink, &mut q, &owed(3), &items, 1 << 20).unwrap();
+        assert_eq!(r, Delivered::Ok(25));
+        let queued = q.as_ref().map_or(0, |q| q.len());
+        assert_eq!(25 + queued, 12 + 22 + 32);
+        sink.budget = usize::MAX;
+        q.as_mut().unwrap().flush_to(&mut sink).unwrap();
+        let mut want = Vec::new();
+        for it in &items {
+            if let Item::Presence(f) = it {
+                want.extend_from_slice(f);
+            }
+        }
+        assert_eq!(sink.got, want);
+    }
+
+    #[test]
+    fn a_frame_cut_by_a_partial_write_is_finished_even_over_the_cap() {
+        let items = presence_items(&[1000, 1000]);
+        let mut sink = Sink {
+            got: Vec::new(),
+            budget: 100,
+        };
+        let mut q = None;
+        let r = deliver_ws(&mut sink, &mut q, &owed(2), &items, 64).unwrap();
+        assert_eq!(r, Delivered::OverCap, "the second frame does not fit");
+        assert_eq!(
+            100 + q.as_ref().unwrap().len(),
+            1004,
+            "the first frame is queued whole"
+        );
+    }
+
+    #[test]
+    fn one_frame_larger_than_the_cap_goes_out_when_nothing_is_queued() {
+        let items = presence_items(&[5000]);
+        let mut sink = Sink {
+            got: Vec::new(),
+            budget: 0,
+        };
+        let mut q = None;
+        assert_eq!(
+            deliver_ws(&mut sink, &mut q, &owed(1), &items, 1024).unwrap(),
+            Delivered::Ok(0)
+        );
+        assert_eq!(q.as_ref().unwrap().len(), 5004);
+        // Behind it, the next one is over the cap.
+        assert_eq!(
+            deliver_ws(&mut sink, &mut q, &owed(1), &items, 1024).unwrap(),
+            Delivered::OverCap
+        );
+    }
 }

@@ -214,9 +214,40 @@ impl Channel {
 /// Named users online and how many connections each has.
 type UserCounts = HashMap<Box<str>, u32>;
 
-#[derive(Debug, Default)]
+/// Slots per shard remembering the last id of channels that were forgotten (see
+/// [`Shard::retired`]): 64 × 16,384 slots of 8 bytes, allocated zeroed so untouched pages
+/// cost no memory.
+const RETIRED_SLOTS_PER_SHARD: usize = 16 * 1024;
+
+#[derive(Debug)]
 struct Shard {
     channels: HashMap<Box<str>, Channel>,
+    /// A channel with no subscribers and no history is forgotten to bound memory, but its
+    /// ids must never be handed out again (a client resuming with `since` would skip the
+    /// new messages that reuse them). So the last id of a forgotten channel is kept here, in a
+    /// slot chosen by the name's hash, and a channel created later starts after it. Two names
+    /// sharing a slot only make the newer one start higher: ids never repeat, and stay
+    /// consecutive while a channel lives.
+    retired: Vec<u64>,
+}
+
+impl Shard {
+    fn new() -> Self {
+        Shard {
+            channels: HashMap::new(),
+            retired: vec![0; RETIRED_SLOTS_PER_SHARD],
+        }
+    }
+
+    fn retired_slot(name: &str) -> usize {
+        (hash(name) / SHARDS as u64) as usize % RETIRED_SLOTS_PER_SHARD
+    }
+
+    fn retire(retired: &mut [u64], name: &str, last_seq: u64) {
+        if let Some(slot) = retired.get_mut(Self::retired_slot(name)) {
+            *slot = (*slot).max(last_seq);
+        }
+    }
 }
 
 /// The result of a subscribe: where the live stream starts and what to replay before it.
@@ -246,10 +277,14 @@ pub struct Hub {
     pub stats: HubStats,
 }
 
-fn shard_of(name: &str) -> usize {
+fn hash(name: &str) -> u64 {
     let mut h = DefaultHasher::new();
     name.hash(&mut h);
-    h.finish() as usize % SHARDS
+    h.finish()
+}
+
+fn shard_of(name: &str) -> usize {
+    (hash(name) % SHARDS as u64) as usize
 }
 
 /// A poisoned lock means a thread panicked while holding it; the channel data is still
@@ -262,7 +297,7 @@ impl Hub {
     pub fn new(cfg: HubConfig, workers: Vec<WorkerLink>) -> Self {
         Hub {
             cfg,
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::new())).collect(),
             users: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             workers,
             next_channel_id: AtomicU64::new(1),
@@ -275,14 +310,17 @@ impl Hub {
         &self.workers
     }
 
-    fn new_channel(&self) -> Channel {
-        Channel {
+    /// The channel named `name` in its (locked) shard, created if needed (starting after
+    /// any id a forgotten channel of that name handed out).
+    fn channel<'s>(&self, shard: &'s mut Shard, name: &str) -> &'s mut Channel {
+        let Shard { channels, retired } = shard;
+        channels.entry(name.into()).or_insert_with(|| Channel {
             id: self.next_channel_id.fetch_add(1, Ordering::Relaxed),
-            next_seq: 1,
+            next_seq: retired.get(Shard::retired_slot(name)).copied().unwrap_or(0) + 1,
             history: VecDeque::new(),
             subscribers: vec![0; self.workers.len()],
             present: HashMap::new(),
-        }
+        })
     }
 
     /// Publishes `data` on `channel` (a valid name); returns its id.
@@ -300,10 +338,7 @@ impl Hub {
         let seq;
         {
             let mut shard = lock(&self.shards[shard_of(channel)]);
-            let ch = shard
-                .channels
-                .entry(channel.into())
-                .or_insert_with(|| self.new_channel());
+            let ch = self.channel(&mut shard, channel);
             seq = ch.next_seq;
             ch.next_seq += 1;
             let json = protocol::message_json(channel, seq, data);
@@ -361,10 +396,7 @@ impl Hub {
         let mut wake = [false; 64];
         let sub = {
             let mut shard = lock(&self.shards[shard_of(channel)]);
-            let ch = shard
-                .channels
-                .entry(channel.into())
-                .or_insert_with(|| self.new_channel());
+            let ch = self.channel(&mut shard, channel);
             if let Some(n) = ch.subscribers.get_mut(worker) {
                 *n += 1;
             }
@@ -401,7 +433,9 @@ impl Hub {
                 self.presence_change(ch, channel, user, false, &mut wake);
             }
             if !ch.has_subscribers() && ch.history.is_empty() {
+                let last = ch.last_seq();
                 shard.channels.remove(channel);
+                Shard::retire(&mut shard.retired, channel, last);
             }
         }
         self.wake(&wake);
@@ -515,9 +549,14 @@ impl Hub {
         let i = self.sweep_cursor.fetch_add(1, Ordering::Relaxed) % SHARDS;
         let now = Instant::now();
         let mut shard = lock(&self.shards[i]);
-        shard.channels.retain(|_, ch| {
+        let Shard { channels, retired } = &mut *shard;
+        channels.retain(|name, ch| {
             ch.trim(&self.cfg, now);
-            ch.has_subscribers() || !ch.history.is_empty()
+            let keep = ch.has_subscribers() || !ch.history.is_empty();
+            if !keep {
+                Shard::retire(retired, name, ch.last_seq());
+            }
+            keep
         });
         if shard.channels.capacity() > 64 && shard.channels.len() < shard.channels.capacity() / 4 {
             shard.channels.shrink_to_fit();
@@ -691,6 +730,33 @@ mod tests {
         assert_eq!(events.len(), 3, "{events:?}");
         assert!(events[0].contains("\"join\"") && events[0].contains("alice"));
         assert!(events[2].contains("\"leave\"") && events[2].contains("alice"));
+    }
+
+    #[test]
+    fn a_forgotten_channel_never_hands_out_an_id_again() {
+        let (hub, _rxs, _polls) = hub(1, 0);
+        hub.subscribe("c", 0, None, None);
+        assert_eq!(hub.publish("c", &Data::Text("a")), 1);
+        assert_eq!(hub.publish("c", &Data::Text("b")), 2);
+        hub.unsubscribe("c", 0, None); // no subscribers, no history: forgotten
+        assert_eq!(lock(&hub.shards[shard_of("c")]).channels.len(), 0);
+        assert_eq!(
+            hub.publish("c", &Data::Text("c")),
+            3,
+            "ids continue after the last one"
+        );
+        let sub = hub.subscribe("c", 0, Some(2), None);
+        assert!(!sub.recovered, "id 3 was published and not kept");
+        hub.unsubscribe("c", 0, None);
+        // The same through the janitor's sweep: a publish re-creates "c" with no subscribers
+        // and (history size 0) no history, so a full sweep forgets it.
+        assert_eq!(hub.publish("c", &Data::Text("d")), 4);
+        assert_eq!(lock(&hub.shards[shard_of("c")]).channels.len(), 1);
+        for _ in 0..SHARDS {
+            hub.sweep_step();
+        }
+        assert_eq!(lock(&hub.shards[shard_of("c")]).channels.len(), 0);
+        assert_eq!(hub.publish("c", &Data::Text("e")), 5);
     }
 
     #[test]

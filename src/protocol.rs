@@ -88,6 +88,8 @@ pub enum OpError {
     TooManySubscriptions(usize),
     NotSubscribed,
     AlreadySubscribed,
+    /// `publish` on a connection that did not present `--publish-token`.
+    Unauthorized,
 }
 
 impl OpError {
@@ -103,6 +105,7 @@ impl OpError {
             OpError::TooManySubscriptions(_) => "too_many_subscriptions",
             OpError::NotSubscribed => "not_subscribed",
             OpError::AlreadySubscribed => "already_subscribed",
+            OpError::Unauthorized => "unauthorized",
         }
     }
 
@@ -125,6 +128,10 @@ impl OpError {
             OpError::TooManySubscriptions(n) => format!("at most {n} subscriptions per connection"),
             OpError::NotSubscribed => "not subscribed to this channel".into(),
             OpError::AlreadySubscribed => "already subscribed to this channel".into(),
+            OpError::Unauthorized => {
+                "publishing needs the publish token (Authorization: Bearer, or ?token= on the URL)"
+                    .into()
+            }
         }
     }
 }

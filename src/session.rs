@@ -21,6 +21,8 @@ pub struct Session {
     /// headers the reply carries.
     pub keep_alive: bool,
     pub cors: Option<Box<str>>,
+    /// May send `publish` (see `ws::Plan::from_request`).
+    pub may_publish: bool,
 }
 
 /// One of a connection's subscriptions: the channel, its slot in the local index, and the

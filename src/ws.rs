@@ -4,6 +4,7 @@
 use crate::config::Config;
 use crate::dispatch::Out;
 use crate::error::HandshakeError;
+use crate::handshake::Request;
 use crate::hub::{Hub, Subscription};
 use crate::protocol::{self, Data, Op, OpError};
 use crate::query;
@@ -18,9 +19,32 @@ pub struct Plan {
     user: Option<String>,
     since: Option<u64>,
     presence: bool,
+    /// With `--publish-token`, only connections that presented it may publish.
+    may_publish: bool,
 }
 
 impl Plan {
+    /// The plan of an upgrade request: its query, and whether it may publish (without
+    /// `--publish-token` everyone may; with it, the upgrade must carry
+    /// `Authorization: Bearer TOKEN` or, for browsers, which cannot set headers on a
+    /// WebSocket, `?token=TOKEN`).
+    pub fn from_request(req: &Request<'_>, cfg: &Config) -> Result<Plan, HandshakeError> {
+        let mut plan = Plan::from_query(req.query, cfg)?;
+        plan.may_publish = match cfg.publish_token.as_deref() {
+            None => true,
+            Some(token) => {
+                let bearer = req
+                    .authorization
+                    .and_then(|a| a.strip_prefix("Bearer "))
+                    .map(str::trim);
+                let given = query::first(req.query, "token");
+                let ok = |g: &str| crate::api::constant_time_eq(g.as_bytes(), token.as_bytes());
+                bearer.is_some_and(ok) || given.as_deref().is_some_and(ok)
+            }
+        };
+        Ok(plan)
+    }
+
     /// Validates the query before the upgrade is accepted: a bad channel or user name, or
     /// too many channels, is a 400.
     pub fn from_query(q: &str, cfg: &Config) -> Result<Plan, HandshakeError> {
@@ -73,6 +97,7 @@ pub fn start(
     let mut s = Session {
         user: plan.user.map(String::into_boxed_str),
         raw: plan.raw,
+        may_publish: plan.may_publish,
         ..Session::default()
     };
     if let Some(user) = s.user.as_deref() {
@@ -127,8 +152,9 @@ fn send_subscribed(
 }
 
 fn send_error(s: &Session, err: &OpError, out: &mut Out<'_>, reference: Option<&RawValue>) {
-    // A raw client speaks no JSON; its errors are not sent (they only arise from its URL,
-    // which was validated before the upgrade, or from frames it should not send).
+    // A raw client reads payloads only, so errors from its URL subscriptions are not sent
+    // to it (the URL was validated before the upgrade; what is left is e.g. too many
+    // subscriptions). Errors for operations it sends itself are, like their replies.
     if !s.raw {
         out.text(&protocol::error_json(err, reference));
     }
@@ -187,6 +213,7 @@ pub fn on_message(
         }
         Op::Unsubscribe { channel } => session::unsubscribe(hub, index, s, who.worker, &channel)
             .map(|()| protocol::unsubscribed_json(&channel, reference)),
+        Op::Publish { .. } if !s.may_publish => Err(OpError::Unauthorized),
         Op::Publish { channel, data } => {
             let id = hub.publish(&channel, &Data::Json(data.get()));
             Ok(protocol::published_json(&channel, id, reference))

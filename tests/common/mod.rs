@@ -1159,3 +1159,415 @@ pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fallback transports: Server-Sent Events, long-polling, metrics
+// ---------------------------------------------------------------------------------------------
+
+/// One Server-Sent Events block (the lines up to a blank line) and what its fields say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SseEvent {
+    /// The block's lines as sent, without their LF.
+    pub lines: Vec<String>,
+    /// The `data:` values in order (one space after the colon stripped, as EventSource does).
+    pub data: Vec<String>,
+    pub id: Option<String>,
+    pub retry: Option<String>,
+    /// Comment lines without the colon and one space (`: ping` gives `ping`).
+    pub comments: Vec<String>,
+}
+
+impl SseEvent {
+    /// Parses one block's lines (field rules of the HTML Living Standard, §9.2.6).
+    pub fn parse(lines: Vec<String>) -> SseEvent {
+        let mut ev = SseEvent::default();
+        for line in &lines {
+            if let Some(comment) = line.strip_prefix(':') {
+                ev.comments
+                    .push(comment.strip_prefix(' ').unwrap_or(comment).to_owned());
+                continue;
+            }
+            let (field, value) = line.split_once(':').unwrap_or((line.as_str(), ""));
+            let value = value.strip_prefix(' ').unwrap_or(value).to_owned();
+            match field {
+                "data" => ev.data.push(value),
+                "id" => ev.id = Some(value),
+                "retry" => ev.retry = Some(value),
+                other => panic!("unexpected SSE field {other:?} in block {lines:?}"),
+            }
+        }
+        ev.lines = lines;
+        ev
+    }
+
+    /// Whether the block carries data (a message, as opposed to an id-only event or a comment).
+    pub fn is_message(&self) -> bool {
+        !self.data.is_empty()
+    }
+
+    /// The data as EventSource delivers it: the data lines joined with LF.
+    pub fn joined(&self) -> String {
+        self.data.join("\n")
+    }
+
+    /// The joined data parsed as JSON (the default envelope).
+    pub fn json(&self) -> serde_json::Value {
+        parse_json(self.joined().as_bytes())
+    }
+
+    /// The `id:` parsed as a cursor; panics without one.
+    pub fn cursor(&self) -> Vec<(String, u64)> {
+        let id = self
+            .id
+            .as_deref()
+            .unwrap_or_else(|| panic!("SSE event without an id: {self:?}"));
+        parse_cursor(id)
+    }
+}
+
+/// Parses a cursor `room:1:5,news:9` into `(channel, id)` pairs (the id is after the last `:`).
+pub fn parse_cursor(cursor: &str) -> Vec<(String, u64)> {
+    cursor
+        .split(',')
+        .map(|part| {
+            let (name, id) = part
+                .rsplit_once(':')
+                .unwrap_or_else(|| panic!("cursor entry {part:?} without `:` in {cursor:?}"));
+            let id = id
+                .parse()
+                .unwrap_or_else(|_| panic!("cursor entry {part:?} has no numeric id"));
+            (name.to_owned(), id)
+        })
+        .collect()
+}
+
+/// The id a cursor gives `channel`; panics if the cursor does not name it.
+pub fn cursor_entry(cursor: &[(String, u64)], channel: &str) -> u64 {
+    cursor
+        .iter()
+        .find(|(c, _)| c == channel)
+        .map(|&(_, id)| id)
+        .unwrap_or_else(|| panic!("cursor {cursor:?} does not name channel {channel:?}"))
+}
+
+/// An open `text/event-stream` response.
+pub struct SseStream {
+    pub stream: TcpStream,
+    /// Bytes received and not yet parsed into blocks.
+    pub buf: Vec<u8>,
+    pub response: Response,
+}
+
+/// Sends `GET {path}` with `extra` header lines on a fresh connection and reads the response
+/// head (and body, if it has a length): for requests that may be refused.
+pub fn sse_request(addr: SocketAddr, path: &str, extra: &[&str]) -> (Response, TcpStream, Vec<u8>) {
+    let mut req =
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n");
+    for line in extra {
+        req.push_str(line);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    http_exchange(addr, req.as_bytes())
+}
+
+impl SseStream {
+    /// Opens a stream and checks its head: 200, `text/event-stream`, no `Content-Length`.
+    /// The `retry:` block is left unread.
+    pub fn connect(addr: SocketAddr, path: &str, extra: &[&str]) -> SseStream {
+        let (response, stream, buf) = sse_request(addr, path, extra);
+        SseStream::from_response(response, stream, buf)
+    }
+
+    /// Checks an already read head (see [`SseStream::connect`]).
+    pub fn from_response(response: Response, stream: TcpStream, buf: Vec<u8>) -> SseStream {
+        assert_eq!(response.status, 200, "GET /sse refused: {response:?}");
+        let ctype = response.header("content-type").unwrap_or_default();
+        assert!(
+            ctype.to_ascii_lowercase().starts_with("text/event-stream"),
+            "SSE Content-Type {ctype:?}: {response:?}"
+        );
+        assert!(
+            response.header("content-length").is_none(),
+            "an event stream must not have a Content-Length: {response:?}"
+        );
+        SseStream {
+            stream,
+            buf,
+            response,
+        }
+    }
+
+    /// For a stream with nothing to replay: [`SseStream::connect`], then the `retry: 2000`
+    /// block and the id-only event sent right after connecting (returned).
+    pub fn connect_live(addr: SocketAddr, path: &str, extra: &[&str]) -> (SseStream, SseEvent) {
+        let mut s = SseStream::connect(addr, path, extra);
+        s.expect_retry();
+        let first = s.next_event();
+        assert!(
+            !first.is_message() && first.id.is_some() && first.lines.len() == 1,
+            "expected an id-only event right after connecting, got {first:?}"
+        );
+        (s, first)
+    }
+
+    /// Expects the first block: exactly `retry: 2000`.
+    pub fn expect_retry(&mut self) {
+        let ev = self.next_event();
+        assert_eq!(
+            ev.lines,
+            vec!["retry: 2000".to_owned()],
+            "the stream must open with `retry: 2000`"
+        );
+    }
+
+    /// Reads the next block; `Ok(None)` at EOF (or a reset) on a block boundary, `Err` on a
+    /// timeout. Lines must be UTF-8, end with LF and contain no CR (which would end a line too).
+    pub fn try_next_event(&mut self) -> io::Result<Option<SseEvent>> {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            if let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = self.buf.drain(..end + 2).collect();
+                let text = String::from_utf8(block[..end].to_vec()).unwrap_or_else(|_| {
+                    panic!(
+                        "SSE block is not UTF-8: {:?}",
+                        String::from_utf8_lossy(&block)
+                    )
+                });
+                assert!(
+                    !text.contains('\r'),
+                    "SSE block contains a CR, which EventSource reads as a line end: {text:?}"
+                );
+                let lines = text.split('\n').map(str::to_owned).collect();
+                return Ok(Some(SseEvent::parse(lines)));
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) => {
+                    assert!(
+                        self.buf.is_empty(),
+                        "stream ended inside an event: {:?}",
+                        String::from_utf8_lossy(&self.buf)
+                    );
+                    return Ok(None);
+                }
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::ConnectionReset && self.buf.is_empty() => {
+                    return Ok(None)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads the next block; panics on EOF or timeout.
+    pub fn next_event(&mut self) -> SseEvent {
+        match self.try_next_event() {
+            Ok(Some(ev)) => ev,
+            Ok(None) => panic!("the server ended the event stream while an event was expected"),
+            Err(e) if is_timeout(&e) => {
+                panic!("timed out after {IO_TIMEOUT:?} waiting for an SSE event")
+            }
+            Err(e) => panic!("read error waiting for an SSE event: {e}"),
+        }
+    }
+
+    /// The next event with data, skipping id-only events and comments. A message block must
+    /// be its data lines followed by exactly one `id:` line.
+    pub fn next_message(&mut self) -> SseEvent {
+        loop {
+            let ev = self.next_event();
+            if ev.is_message() {
+                assert_message_shape(&ev);
+                return ev;
+            }
+        }
+    }
+
+    /// Reads blocks until the server closes the stream; panics if it is still open after
+    /// `timeout`.
+    pub fn events_until_eof(&mut self, timeout: Duration) -> Vec<SseEvent> {
+        let deadline = Instant::now() + timeout;
+        let mut events = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "the server did not end the event stream within {timeout:?} (got {events:?})"
+            );
+            self.stream
+                .set_read_timeout(Some(left))
+                .expect("set read timeout");
+            match self.try_next_event() {
+                Ok(Some(ev)) => events.push(ev),
+                Ok(None) => break,
+                Err(e) if is_timeout(&e) => continue,
+                Err(e) => panic!("read error waiting for the stream to end: {e}"),
+            }
+        }
+        self.stream
+            .set_read_timeout(Some(IO_TIMEOUT))
+            .expect("set read timeout");
+        events
+    }
+}
+
+/// Asserts a message event's layout: `data:` lines, then one `id:` line, nothing else.
+pub fn assert_message_shape(ev: &SseEvent) {
+    let n = ev.lines.len();
+    assert!(
+        n >= 2
+            && ev.lines[..n - 1].iter().all(|l| l.starts_with("data: "))
+            && ev.lines[n - 1].starts_with("id: "),
+        "a message event must be `data: ` lines then one `id: ` line: {:?}",
+        ev.lines
+    );
+}
+
+/// Checks a poll reply (200, JSON `{"messages": [...], "cursor": "..."}`, nothing else) and
+/// returns its messages and cursor.
+pub fn poll_reply(resp: &Response) -> (Vec<serde_json::Value>, String) {
+    assert_eq!(resp.status, 200, "poll reply: {resp:?}");
+    assert!(
+        resp.header("content-length").is_some(),
+        "poll reply without Content-Length: {resp:?}"
+    );
+    let v = json_body(resp);
+    let obj = v
+        .as_object()
+        .unwrap_or_else(|| panic!("poll reply is not an object: {v}"));
+    assert_eq!(obj.len(), 2, "poll reply has other members: {v}");
+    let msgs = v["messages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("poll reply without a messages array: {v}"))
+        .clone();
+    let cursor = v["cursor"]
+        .as_str()
+        .unwrap_or_else(|| panic!("poll reply without a cursor string: {v}"))
+        .to_owned();
+    (msgs, cursor)
+}
+
+/// `(channel, id)` of a message envelope, checking its `type`.
+pub fn envelope_id(m: &serde_json::Value) -> (String, u64) {
+    assert_eq!(m["type"], "message", "not a message envelope: {m}");
+    let channel = m["channel"]
+        .as_str()
+        .unwrap_or_else(|| panic!("envelope without a channel: {m}"));
+    let id = m["id"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("envelope without a numeric id: {m}"));
+    (channel.to_owned(), id)
+}
+
+/// The value of one sample of `GET /metrics`, given as it appears before the value
+/// (`switchboard_connections{transport="sse"}`); `None` if the server is unreachable or
+/// refuses (at capacity) or the series is missing.
+pub fn try_metric(addr: SocketAddr, series: &str) -> Option<f64> {
+    let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).ok()?;
+    stream.set_read_timeout(Some(IO_TIMEOUT)).ok()?;
+    stream.set_write_timeout(Some(IO_TIMEOUT)).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8(raw).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    body.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// Like [`try_metric`], panicking if the value cannot be read.
+pub fn metric(addr: SocketAddr, series: &str) -> f64 {
+    try_metric(addr, series).unwrap_or_else(|| panic!("could not read metric {series}"))
+}
+
+/// Waits until the streaming-connection gauge of `transport` (`sse`, `poll`, ...) reads `n`.
+pub fn wait_for_transport_gauge(addr: SocketAddr, transport: &str, n: u64) {
+    let series = format!("switchboard_connections{{transport=\"{transport}\"}}");
+    poll_until(IO_TIMEOUT, &format!("{series} to read {n}"), || {
+        (try_metric(addr, &series) == Some(n as f64)).then_some(())
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server process from a prepared command (resource limits, no --listen added)
+// ---------------------------------------------------------------------------------------------
+
+/// A `Command` for the `switchboard` binary with the caller's `SWITCHBOARD_*` variables
+/// removed, stdin closed and stdout/stderr piped; no arguments yet. For tests that need to
+/// shape the process itself (a resource limit in `pre_exec`, the listen address from the
+/// environment) before [`Server::start_command`].
+pub fn switchboard_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SWITCHBOARD_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+impl Server {
+    /// Spawns `cmd` as is (see [`switchboard_command`]; the caller supplies every argument,
+    /// `--listen` included) and waits, at most [`START_TIMEOUT`], for its `listening on`
+    /// line.
+    pub fn start_command(mut cmd: Command) -> Server {
+        let what = format!("{cmd:?}");
+        let mut child = cmd.spawn().expect("spawn the switchboard binary");
+
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let mut err_pipe = child.stderr.take().expect("stderr is piped");
+        let sink = Arc::clone(&stderr);
+        thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            loop {
+                match err_pipe.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => sink
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend_from_slice(&chunk[..n]),
+                }
+            }
+        });
+
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || watch_stdout(stdout, tx));
+
+        let addr = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(Ok(addr)) => addr,
+            outcome => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "server did not print `listening on ADDR` within {START_TIMEOUT:?} (got {outcome:?}); command {what}; stderr:\n{}",
+                    String::from_utf8_lossy(&stderr.lock().unwrap_or_else(|e| e.into_inner()))
+                );
+            }
+        };
+        Server {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    /// Whether the process is still running (it has not exited, crashed or been killed).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}

@@ -38,6 +38,9 @@ Common options:
   --json                 print one JSON object on stdout instead of the table
   --quiet                no progress line on stderr
   --procs K              split the work over K processes (re-executes this binary)
+  --accept-masked        take masked frames from the server (not RFC 6455): only for the
+                         raw TCP echo floor in benches/peers/mio-tcp, which sends the
+                         client's frames back unchanged; payloads are left masked
 
 echo:       --size BYTES [64]   --depth D [1]   --text (text frames instead of binary)
 broadcast:  --channel NAME [bench-PID]   --size BYTES (payload size) [64]
@@ -106,6 +109,7 @@ pub struct Config {
     pub publish_mode: PublishMode,
     pub publish_via: PublishVia,
     pub publish_rate: f64,
+    pub accept_masked: bool,
 }
 
 impl Config {
@@ -156,6 +160,7 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
         publish_mode: PublishMode::Rate,
         publish_via: PublishVia::Http,
         publish_rate: 100.0,
+        accept_masked: false,
     };
     let mut rate_given = false;
     let mut ramp_given = false;
@@ -194,6 +199,7 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
             "--size" => cfg.size = num(flag, &value()?)?,
             "--depth" => cfg.depth = num(flag, &value()?)?,
             "--text" => cfg.text = true,
+            "--accept-masked" => cfg.accept_masked = true,
             "--channel" => cfg.channel = value()?,
             "--publish-rate" => cfg.publish_rate = num(flag, &value()?)?,
             "--publish-mode" => {
@@ -412,6 +418,9 @@ pub fn child_args(cfg: &Config, i: u32) -> Vec<String> {
     push("--child-index", i.to_string());
     if cfg.text {
         a.push("--text".into());
+    }
+    if cfg.accept_masked {
+        a.push("--accept-masked".into());
     }
     a.push("--json".into());
     a

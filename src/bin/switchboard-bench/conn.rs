@@ -51,6 +51,8 @@ pub struct Conn {
     pub tag: u32,
     /// Distinguishes successive connections in the same slab slot, for the timeout queue.
     pub gen: u32,
+    /// Take masked server frames (`--accept-masked`, the raw TCP floor only).
+    pub accept_masked: bool,
     /// Set when the connection failed or the server ended it; the loop reaps it and reports
     /// the cause.
     pub dead: Option<Cause>,
@@ -112,6 +114,7 @@ impl Conn {
             phase: Phase::Connecting,
             tag,
             gen,
+            accept_masked: false,
             dead: None,
             http,
             close_sent: false,
@@ -209,7 +212,7 @@ where
                 Upgrade::Refused { status } => conn.dead = Some(Cause::Http(status)),
                 Upgrade::Invalid => conn.dead = Some(Cause::BadHandshake),
             },
-            Phase::Open => match wire::decode_server_header(rest) {
+            Phase::Open => match wire::decode_server_header(rest, conn.accept_masked) {
                 Ok(None) => break,
                 Err(_) => conn.dead = Some(Cause::Protocol),
                 Ok(Some(h)) => {

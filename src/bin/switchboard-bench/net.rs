@@ -47,6 +47,7 @@ pub struct Net {
     waker: Arc<Waker>,
     connecting: usize,
     open: usize,
+    accept_masked: bool,
 }
 
 /// Whether a non-blocking connect has finished.
@@ -72,7 +73,13 @@ impl Net {
             waker,
             connecting: 0,
             open: 0,
+            accept_masked: false,
         })
+    }
+
+    /// Take masked server frames on connections opened from now on (`--accept-masked`).
+    pub fn set_accept_masked(&mut self, yes: bool) {
+        self.accept_masked = yes;
     }
 
     /// A handle another thread can use to end a `turn` early.
@@ -158,6 +165,7 @@ impl Net {
         let gen = self.next_gen;
         let key = self.rng.key16();
         let mut conn = Conn::new(stream, tag, gen, path.is_none(), key);
+        conn.accept_masked = self.accept_masked;
         if let Some(path) = path {
             wire::write_upgrade_request(conn.out_mut(), &target.to_string(), path, &key);
         }

@@ -144,7 +144,14 @@ const OPCODES: [OpCode; 6] = [
 ];
 
 /// Decodes a server-to-client frame header at the start of `buf`; `Ok(None)` if incomplete.
-pub fn decode_server_header(buf: &[u8]) -> Result<Option<ServerHeader>, FrameError> {
+///
+/// With `accept_masked` a masked frame is taken too (its 4-byte key counted in `header_len`,
+/// the payload left masked): only for `--accept-masked`, where the server is the raw TCP echo
+/// of `benches/peers/mio-tcp` that sends the client's own frames back unchanged.
+pub fn decode_server_header(
+    buf: &[u8],
+    accept_masked: bool,
+) -> Result<Option<ServerHeader>, FrameError> {
     let (Some(&b0), Some(&b1)) = (buf.first(), buf.get(1)) else {
         return Ok(None);
     };
@@ -155,11 +162,12 @@ pub fn decode_server_header(buf: &[u8]) -> Result<Option<ServerHeader>, FrameErr
         .into_iter()
         .find(|op| op.bits() == b0 & 0x0F)
         .ok_or(FrameError::Reserved)?;
-    if b1 & 0x80 != 0 {
+    let masked = b1 & 0x80 != 0;
+    if masked && !accept_masked {
         return Err(FrameError::Masked);
     }
     let fin = b0 & 0x80 != 0;
-    let (len, header_len) = match b1 & 0x7F {
+    let (len, mut header_len) = match b1 & 0x7F {
         126 => match buf.get(2..4) {
             Some(&[a, b]) => (u64::from(u16::from_be_bytes([a, b])), 4),
             _ => return Ok(None),
@@ -179,6 +187,12 @@ pub fn decode_server_header(buf: &[u8]) -> Result<Option<ServerHeader>, FrameErr
     }
     if len > MAX_MESSAGE_BYTES {
         return Err(FrameError::TooBig);
+    }
+    if masked {
+        header_len += 4;
+        if buf.len() < header_len {
+            return Ok(None);
+        }
     }
     let payload_len = usize::try_from(len).map_err(|_| FrameError::TooBig)?;
     Ok(Some(ServerHeader {
@@ -215,13 +229,13 @@ mod tests {
         for len in [0usize, 5, 125, 126, 65535, 65536] {
             let mut out = Vec::new();
             write_server_frame(&mut out, OpCode::Binary, &vec![7u8; len]);
-            let h = decode_server_header(&out);
+            let h = decode_server_header(&out, false);
             assert!(
                 matches!(h, Ok(Some(h)) if h.payload_len == len && h.header_len + len == out.len())
             );
             for cut in 0..h.ok().flatten().map_or(0, |h| h.header_len) {
                 assert_eq!(
-                    decode_server_header(&out[..cut]),
+                    decode_server_header(&out[..cut], false),
                     Ok(None),
                     "len {len} cut {cut}"
                 );
@@ -231,21 +245,31 @@ mod tests {
 
     #[test]
     fn server_frame_rule_violations() {
-        assert_eq!(decode_server_header(&[0x81, 0x85]), Err(FrameError::Masked));
         assert_eq!(
-            decode_server_header(&[0xC1, 0x00]),
+            decode_server_header(&[0x81, 0x85], false),
+            Err(FrameError::Masked)
+        );
+        // --accept-masked: the mask key belongs to the header.
+        assert_eq!(decode_server_header(&[0x81, 0x85, 1, 2, 3], true), Ok(None));
+        assert_eq!(
+            decode_server_header(&[0x81, 0x85, 1, 2, 3, 4], true)
+                .map(|h| h.map(|h| (h.payload_len, h.header_len))),
+            Ok(Some((5, 6)))
+        );
+        assert_eq!(
+            decode_server_header(&[0xC1, 0x00], false),
             Err(FrameError::Reserved)
         );
         assert_eq!(
-            decode_server_header(&[0x83, 0x00]),
+            decode_server_header(&[0x83, 0x00], false),
             Err(FrameError::Reserved)
         );
         assert_eq!(
-            decode_server_header(&[0x09, 0x00]),
+            decode_server_header(&[0x09, 0x00], false),
             Err(FrameError::BadControl)
         );
         assert_eq!(
-            decode_server_header(&[0x89, 126, 0, 126]),
+            decode_server_header(&[0x89, 126, 0, 126], false),
             Err(FrameError::BadControl)
         );
     }
