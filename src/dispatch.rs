@@ -38,6 +38,28 @@ pub struct Cx<'a> {
     pub stats: &'a WorkerStats,
 }
 
+impl<'a> Cx<'a> {
+    pub fn new(
+        shared: &'a Shared,
+        wbuf: &'a mut Vec<u8>,
+        index: &'a mut LocalIndex,
+        stats: &'a WorkerStats,
+        now: u32,
+        who: Subscriber,
+    ) -> Self {
+        Cx {
+            shared,
+            cfg: &shared.cfg,
+            wbuf,
+            now,
+            hub: &shared.hub,
+            index,
+            who,
+            stats,
+        }
+    }
+}
+
 /// What to do with a connection after handling an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -115,8 +137,17 @@ impl Out<'_> {
 pub fn on_bytes(conn: &mut Conn, data: &mut [u8], cx: &mut Cx<'_>) -> Verdict {
     match conn.phase {
         Phase::Request => on_request_bytes(conn, data, cx),
-        // An SSE stream or a held poll has nothing to read; input is discarded.
-        Phase::Open if matches!(conn.transport, Some(Route::Sse | Route::Poll)) => Verdict::Keep,
+        // An SSE stream has nothing to read; input is discarded.
+        Phase::Open if conn.transport == Some(Route::Sse) => Verdict::Keep,
+        // Behind a held long-poll: kept (bounded) and answered after it.
+        Phase::Open if conn.transport == Some(Route::Poll) => {
+            let head = conn.head.get_or_insert_with(Box::default);
+            if head.len() + data.len() > cx.cfg.max_header_bytes + cx.cfg.max_message_bytes {
+                return Verdict::Drop;
+            }
+            head.extend_from_slice(data);
+            Verdict::Keep
+        }
         Phase::Open | Phase::Closing => on_frames(conn, data, cx),
         // Input after our last word is read and discarded until the peer closes.
         Phase::Finishing => Verdict::Keep,
@@ -141,7 +172,7 @@ fn on_request_bytes(conn: &mut Conn, data: &mut [u8], cx: &mut Cx<'_>) -> Verdic
                 Err(v) => return v,
             };
             if let Some(rest) = data.get(used..).filter(|r| !r.is_empty()) {
-                if conn.phase == Phase::Request {
+                if keeps_input(conn) {
                     conn.head = Some(Box::new(rest.to_vec()));
                 }
             }
@@ -149,14 +180,19 @@ fn on_request_bytes(conn: &mut Conn, data: &mut [u8], cx: &mut Cx<'_>) -> Verdic
         }
         Some(mut head) => {
             // The head's end is searched for only in new bytes, unless it was already found
-            // and the body is what is missing.
-            let scanned = if conn.body_pending { 0 } else { head.len() };
+            // and the body is what is missing (or there are no new bytes: requests that
+            // waited behind a long-poll are taken up again).
+            let scanned = if conn.body_pending || data.is_empty() {
+                0
+            } else {
+                head.len()
+            };
             head.extend_from_slice(data);
             let used = match take_requests(conn, &mut head, scanned, cx) {
                 Ok(used) => used,
                 Err(v) => return v,
             };
-            if used < head.len() && conn.phase == Phase::Request {
+            if used < head.len() && keeps_input(conn) {
                 head.drain(..used);
                 conn.head = Some(head);
             }
@@ -188,16 +224,37 @@ fn take_requests(
             }
         }
     }
-    if conn.phase == Phase::Open {
-        if let Some(tail) = input.get_mut(used..).filter(|t| !t.is_empty()) {
-            let verdict = on_frames(conn, tail, cx);
-            if verdict == Verdict::Drop {
-                return Err(verdict);
+    match (conn.phase, conn.transport) {
+        // After an upgrade, the rest of the input is the client's first frames.
+        (Phase::Open, Some(Route::Echo | Route::Ws)) => {
+            if let Some(tail) = input.get_mut(used..).filter(|t| !t.is_empty()) {
+                let verdict = on_frames(conn, tail, cx);
+                if verdict == Verdict::Drop {
+                    return Err(verdict);
+                }
             }
+            Ok(input.len())
         }
-        return Ok(input.len());
+        // An event stream reads nothing more.
+        (Phase::Open, Some(Route::Sse)) => Ok(input.len()),
+        // Requests pipelined behind a held long-poll wait for its reply (`keeps_input`).
+        _ => Ok(used),
     }
-    Ok(used)
+}
+
+/// Whether unprocessed input is kept for later: while reading requests, and behind a held
+/// long-poll (answered in order once the poll is).
+fn keeps_input(conn: &Conn) -> bool {
+    conn.phase == Phase::Request
+        || (conn.phase == Phase::Open && conn.transport == Some(Route::Poll))
+}
+
+/// Takes up requests that arrived while a long-poll was held, now that it is answered.
+pub fn resume_requests(conn: &mut Conn, cx: &mut Cx<'_>) -> Verdict {
+    if conn.phase != Phase::Request || conn.head.is_none() {
+        return Verdict::Keep;
+    }
+    on_request_bytes(conn, &mut [], cx)
 }
 
 fn take_one(conn: &mut Conn, input: &mut [u8], scanned: usize, cx: &mut Cx<'_>) -> Taken {
@@ -267,7 +324,12 @@ fn on_request(conn: &mut Conn, req: &Request<'_>, body: &[u8], cx: &mut Cx<'_>) 
     } else {
         req.connection_keep_alive
     };
-    let cors = api::cors_headers(req.origin, cx.cfg);
+    // Headers every response to this request carries: CORS, and for an HTTP/1.0 client
+    // that asked to keep the connection, the answer that it is kept.
+    let mut cors = api::cors_headers(req.origin, cx.cfg);
+    if keep_alive && req.minor_version == 0 {
+        cors.push_str("Connection: keep-alive\r\n");
+    }
     if req.method == "OPTIONS" {
         api::preflight(cx.wbuf, &cors, keep_alive);
         return after_response(conn, keep_alive, cx);

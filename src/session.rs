@@ -35,6 +35,13 @@ pub struct SubRef {
 }
 
 impl Session {
+    /// Sets the connection's position in `channel_id` (the last id it has been sent).
+    pub fn set_position(&mut self, channel_id: u64, seq: u64) {
+        if let Some(r) = self.subs.iter_mut().find(|r| r.channel_id == channel_id) {
+            r.last_seq = seq;
+        }
+    }
+
     /// Notes that message `seq` of `channel_id` was sent.
     pub fn advance(&mut self, channel_id: u64, seq: u64) {
         if let Some(r) = self.subs.iter_mut().find(|r| r.channel_id == channel_id) {

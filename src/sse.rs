@@ -114,6 +114,10 @@ pub fn start(
         wbuf: cx.wbuf,
         outq: &mut conn.outq,
     };
+    // Subscribe to every channel before replaying any, so each replayed event's id is a
+    // cursor over all of them; a channel's position starts just before its replay, so
+    // whichever event the client saw last, resuming from its id misses nothing.
+    let mut replays = Vec::with_capacity(channels.len());
     for channel in &channels {
         let since = resume.since(channel);
         let Ok(sub) = session::subscribe(
@@ -128,9 +132,15 @@ pub fn start(
         ) else {
             continue;
         };
-        for msg in &sub.replay {
+        if let Some(first) = sub.replay.first() {
+            s.set_position(sub.channel_id, first.seq - 1);
+        }
+        replays.push((sub.channel_id, sub.replay));
+    }
+    for (channel_id, replay) in replays {
+        for msg in &replay {
             out.shared(msg.sse_data(raw));
-            s.advance(sub.channel_id, msg.seq);
+            s.advance(channel_id, msg.seq);
             write_id(&mut out, &s, cx.index);
         }
     }

@@ -502,6 +502,26 @@ impl Worker {
             },
             self.now,
         );
+        // Requests pipelined behind the poll are answered now, in order (no readiness
+        // event will come for bytes already read).
+        if conn.phase == Phase::Request && conn.head.is_some() {
+            let who = Subscriber {
+                worker: self.id,
+                key: key as u32,
+                gen: conn.gen,
+            };
+            let mut cx = Cx::new(
+                &self.shared,
+                &mut self.wbuf,
+                &mut self.index,
+                &self.stats,
+                self.now,
+                who,
+            );
+            if dispatch::resume_requests(conn, &mut cx) == Verdict::Drop {
+                self.close_conn(key);
+            }
+        }
     }
 
     fn begin_shutdown(&mut self) {
@@ -521,9 +541,10 @@ impl Worker {
                         wbuf: &mut self.wbuf,
                         outq: &mut conn.outq,
                     };
-                    match (conn.transport, conn.session.as_deref()) {
+                    match (conn.transport, conn.session.as_deref_mut()) {
                         // A held poll is answered (nothing new) and the connection closed.
                         (Some(Route::Poll), Some(s)) => {
+                            s.keep_alive = false;
                             poll::write_reply(&mut out, [], s, &self.index, false);
                             conn.set_phase(Phase::Finishing, self.now);
                         }
@@ -606,16 +627,14 @@ impl Worker {
                         key: key as u32,
                         gen: conn.gen,
                     };
-                    let mut cx = Cx {
-                        shared: &self.shared,
-                        cfg: &self.shared.cfg,
-                        wbuf: &mut self.wbuf,
-                        now: self.now,
-                        hub: &self.shared.hub,
-                        index: &mut self.index,
+                    let mut cx = Cx::new(
+                        &self.shared,
+                        &mut self.wbuf,
+                        &mut self.index,
+                        &self.stats,
+                        self.now,
                         who,
-                        stats: &self.stats,
-                    };
+                    );
                     verdict = dispatch::on_bytes(conn, data, &mut cx);
                     if verdict == Verdict::Drop {
                         break;
