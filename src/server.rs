@@ -15,7 +15,7 @@ use crate::notify::{status_line, Notifier, Progress};
 use crate::stats::WorkerStats;
 use crate::sys::{self, Signal};
 use crate::token::WAKER;
-use crate::worker::{Shared, Worker};
+use crate::worker::{Shared, Worker, MAX_LINGERING_REJECTS};
 use crate::{info, warn};
 
 /// How often systemd hears the connection count (and, with a watchdog, that we are alive).
@@ -34,17 +34,23 @@ impl Server {
     /// Raises the fd limit, binds every listener and starts the workers.
     pub fn start(cfg: Config) -> io::Result<Server> {
         let fd_limit = sys::raise_fd_limit()?;
+        // Descriptors kept back from connections: listeners, poll and waker per worker, and
+        // a reserve (a quarter of a small limit) for logs, the accept reserve and the 503s
+        // that linger until the client has read them.
         let per_worker_fds = (cfg.listen.len() as u64 + 3) * cfg.workers as u64;
-        let derived = fd_limit.saturating_sub(FD_RESERVE + per_worker_fds).max(1) as usize;
+        let reserve = FD_RESERVE.min(fd_limit / 4);
+        let derived = fd_limit.saturating_sub(reserve + per_worker_fds).max(1) as usize;
         let max_connections = match cfg.max_connections {
-            Some(n) => {
-                if n > derived {
-                    warn!("--max-connections {n} is above what the fd limit ({fd_limit}) allows; past {derived} connections, accept fails and new clients are refused until descriptors free up");
-                }
-                n
+            // Past the fd limit, accept would fail: clients get a 503 at capacity instead.
+            Some(n) if n > derived => {
+                warn!("--max-connections {n} is more than the fd limit ({fd_limit}) allows; using {derived} (raise LimitNOFILE / ulimit -n for more)");
+                derived
             }
+            Some(n) => n,
             None => derived,
         };
+        let lingering_rejects =
+            (reserve as usize / (2 * cfg.workers)).clamp(1, MAX_LINGERING_REJECTS);
         let (listeners, addrs) = crate::listener::bind_all(&cfg.listen, cfg.workers)?;
         let workers = cfg.workers;
         let mut polls = Vec::with_capacity(workers);
@@ -70,6 +76,7 @@ impl Server {
         let shared = Arc::new(Shared {
             cfg,
             max_connections,
+            lingering_rejects,
             open: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
             hub,

@@ -42,7 +42,8 @@ const READS_PER_EVENT: usize = 16;
 const BATCH_FLUSH_BYTES: usize = 256 * 1024;
 /// Refused connections kept open briefly so the 503 is read before the socket closes
 /// (closing with unread input would reset the connection and could destroy the response).
-const MAX_LINGERING_REJECTS: usize = 64;
+/// Per worker, at most; fewer when the fd reserve is small (`Shared::lingering_rejects`).
+pub const MAX_LINGERING_REJECTS: usize = 64;
 /// How long accepting pauses after the process runs out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(200);
 /// Events fetched per poll.
@@ -55,6 +56,8 @@ const COMMANDS_PER_TURN: usize = 4096;
 pub struct Shared {
     pub cfg: Config,
     pub max_connections: usize,
+    /// Refused connections each worker may keep lingering (they use reserved descriptors).
+    pub lingering_rejects: usize,
     /// Connections counted against `max_connections` (all workers).
     pub open: AtomicUsize,
     pub shutting_down: AtomicBool,
@@ -275,6 +278,8 @@ impl Worker {
                         self.fd_exhausted = true;
                         warn!("worker {}: accept failed ({e}); refusing new connections until descriptors free up", self.id);
                     }
+                    // Another thread may have taken the descriptor freed last time; try again.
+                    self.reserve.restore();
                     if self.reserve.is_held() {
                         // Use the held-back descriptor to take one connection off the queue
                         // and refuse it properly, then try to hold one back again.
@@ -348,7 +353,7 @@ impl Worker {
         let _ = stream.shutdown(Shutdown::Write);
         debug!("worker {}: at capacity, refused a connection", self.id);
         self.stats.refused(HandshakeError::AtCapacity);
-        if self.lingering_rejects >= MAX_LINGERING_REJECTS {
+        if self.lingering_rejects >= self.shared.lingering_rejects {
             return;
         }
         if let Some(key) = self.insert(stream, true) {
