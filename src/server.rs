@@ -39,7 +39,12 @@ impl Server {
         // that linger until the client has read them.
         let per_worker_fds = (cfg.listen.len() as u64 + 3) * cfg.workers as u64;
         let reserve = FD_RESERVE.min(fd_limit / 4);
-        let derived = fd_limit.saturating_sub(reserve + per_worker_fds).max(1) as usize;
+        // Descriptors already open (stdio, and whatever a wrapper or supervisor leaked into
+        // the process) are not available to connections either.
+        let already_open = sys::open_fds().unwrap_or(3) as u64;
+        let derived = fd_limit
+            .saturating_sub(reserve + per_worker_fds + already_open)
+            .max(1) as usize;
         let max_connections = match cfg.max_connections {
             // Past the fd limit, accept would fail: clients get a 503 at capacity instead.
             Some(n) if n > derived => {

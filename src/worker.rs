@@ -284,13 +284,23 @@ impl Worker {
                         // Use the held-back descriptor to take one connection off the queue
                         // and refuse it properly, then try to hold one back again.
                         self.reserve.release();
-                        if let Some(Ok((stream, _))) = self.listeners.get(i).map(|l| l.accept()) {
-                            refuse_now(stream);
-                            self.stats.refused(HandshakeError::AtCapacity);
-                        }
+                        let refused = match self.listeners.get(i).map(|l| l.accept()) {
+                            Some(Ok((stream, _))) => {
+                                refuse_now(stream);
+                                self.stats.refused(HandshakeError::AtCapacity);
+                                true
+                            }
+                            _ => false,
+                        };
                         self.reserve.restore();
-                        if self.reserve.is_held() {
+                        // Linux reports EMFILE before it looks at the queue, so only go on
+                        // while connections are actually being taken off it; an empty queue
+                        // (WouldBlock on the retry) ends the round instead of spinning.
+                        if refused && self.reserve.is_held() {
                             continue;
+                        }
+                        if !refused && self.reserve.is_held() {
+                            return;
                         }
                     }
                     // No descriptor to spare: back off instead of spinning on a full queue.

@@ -1571,3 +1571,64 @@ impl Server {
         matches!(self.child.try_wait(), Ok(None))
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Clients that stop reading
+// ---------------------------------------------------------------------------------------------
+
+/// A client whose socket has small, fixed kernel buffers (8 KiB receive, 64 KiB send; the
+/// kernel doubles what is asked), so little is buffered on its side once it stops reading
+/// or the server stops taking its input.
+pub fn connect_small_buffers(addr: SocketAddr, path: &str) -> Client {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .set_recv_buffer_size(8 * 1024)
+        .expect("set SO_RCVBUF");
+    socket
+        .set_send_buffer_size(64 * 1024)
+        .expect("set SO_SNDBUF");
+    socket
+        .connect_timeout(&addr.into(), IO_TIMEOUT)
+        .expect("connect");
+    let mut stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    stream.set_write_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    let (req, key) = upgrade_request(path, &[]);
+    stream.write_all(req.as_bytes()).expect("write the upgrade");
+    let mut buf = Vec::new();
+    let response = read_response(&mut stream, &mut buf);
+    assert_101(&response, &key);
+    Client::from_parts(stream, buf, response)
+}
+
+/// Writes `frame` over and over until `max_bytes` are sent or a write makes no progress for
+/// `stall` (the peer stopped reading). Returns the bytes sent and whether it stalled.
+pub fn push_until_stalled(
+    stream: &mut TcpStream,
+    frame: &[u8],
+    max_bytes: usize,
+    stall: Duration,
+) -> (usize, bool) {
+    stream
+        .set_write_timeout(Some(stall))
+        .expect("set write timeout");
+    let mut sent = 0;
+    let result = loop {
+        if sent >= max_bytes {
+            break (sent, false);
+        }
+        let at = sent % frame.len();
+        match stream.write(&frame[at..]) {
+            Ok(0) => panic!("write returned 0 after {sent} bytes"),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if is_timeout(&e) => break (sent, true),
+            Err(e) => panic!("write failed after {sent} bytes: {e}"),
+        }
+    };
+    stream
+        .set_write_timeout(Some(IO_TIMEOUT))
+        .expect("set write timeout");
+    result
+}
