@@ -31,19 +31,11 @@ run_case() {
     python3 - "$workers" "$n" "$load" "$json" <<'PY'
 import json, sys
 w, n, load, j = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
-def find(d, *names):
-    for k in names:
-        if k in d:
-            return d[k]
-    for v in d.values():
-        if isinstance(v, dict):
-            r = find(v, *names)
-            if r is not None:
-                return r
-    return None
-lat = find(j, "publish_to_all_us", "publish_to_last_us", "latency_us") or {}
-print(f"workers={w} subscribers={n:>6}  publish->last p50={lat.get('p50','?')} us p99={lat.get('p99','?')} us"
-      f"  deliveries/s={find(j, 'deliveries_per_s', 'deliveries_per_sec')}  publishes={find(j, 'publishes', 'publishes_done')}  load1={load}")
+lat = j["latency_us"]["publish_to_all_us"]
+deliv = j["rates"]["deliveries_per_s"]
+pubs = j["counters"]["publishes_complete"]
+print(f"workers={w} subscribers={n:>6}  publish->last p50={lat['p50']/1000:.2f} ms p99={lat['p99']/1000:.2f} ms"
+      f"  deliveries/s={deliv:,.0f}  publishes={pubs}  load1={load}")
 PY
 }
 
