@@ -49,67 +49,7 @@ impl Server {
     /// Spawns the binary with `--listen 127.0.0.1:0` followed by `args`, and waits (at most
     /// [`START_TIMEOUT`]) for its `listening on ADDR` line.
     pub fn start(args: &[&str]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-        // The server also reads SWITCHBOARD_* variables; keep the caller's environment out.
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("SWITCHBOARD_") {
-                cmd.env_remove(name);
-            }
-        }
-        let mut child = cmd
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn the switchboard binary");
-
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let mut err_pipe = child.stderr.take().expect("stderr is piped");
-        let sink = Arc::clone(&stderr);
-        thread::spawn(move || {
-            let mut chunk = [0u8; 4096];
-            loop {
-                match err_pipe.read(&mut chunk) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => sink
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .extend_from_slice(&chunk[..n]),
-                }
-            }
-        });
-
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || watch_stdout(stdout, tx));
-
-        let addr = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(Ok(addr)) => addr,
-            Ok(Err(line)) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "server did not print `listening on ADDR` (got {line:?}); args {args:?}; stderr:\n{}",
-                    String::from_utf8_lossy(&stderr.lock().unwrap_or_else(|e| e.into_inner()))
-                );
-            }
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "server printed no `listening on` line within {START_TIMEOUT:?}; args {args:?}; stderr:\n{}",
-                    String::from_utf8_lossy(&stderr.lock().unwrap_or_else(|e| e.into_inner()))
-                );
-            }
-        };
-        Server {
-            child,
-            addr,
-            stderr,
-        }
+        Server::start_with_env(args, &[])
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -906,59 +846,12 @@ impl Server {
     /// `SWITCHBOARD_*` variables are removed, so `env` may set some of those too). For the
     /// variables a service manager passes: `NOTIFY_SOCKET`, `WATCHDOG_USEC`, `LISTEN_FDS`.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("SWITCHBOARD_") {
-                cmd.env_remove(name);
-            }
-        }
-        cmd.envs(env.iter().copied());
-        let mut child = cmd
+        let mut cmd = switchboard_command();
+        cmd.envs(env.iter().copied())
             .arg("--listen")
             .arg("127.0.0.1:0")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn the switchboard binary");
-
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let mut err_pipe = child.stderr.take().expect("stderr is piped");
-        let sink = Arc::clone(&stderr);
-        thread::spawn(move || {
-            let mut chunk = [0u8; 4096];
-            loop {
-                match err_pipe.read(&mut chunk) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => sink
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .extend_from_slice(&chunk[..n]),
-                }
-            }
-        });
-
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || watch_stdout(stdout, tx));
-
-        let addr = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(Ok(addr)) => addr,
-            outcome => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "server did not print `listening on ADDR` within {START_TIMEOUT:?} (got {outcome:?}); args {args:?}, env {env:?}; stderr:\n{}",
-                    String::from_utf8_lossy(&stderr.lock().unwrap_or_else(|e| e.into_inner()))
-                );
-            }
-        };
-        Server {
-            child,
-            addr,
-            stderr,
-        }
+            .args(args);
+        Server::start_command(cmd)
     }
 }
 
