@@ -2,9 +2,6 @@
 //! every subscriber, then each gets Close 1001; clients that never answer cannot hold the
 //! exit past --shutdown-timeout; a second signal exits at once; SIGHUP changes nothing.
 
-// Sending signals needs `libc::kill`; each unsafe block says why it is sound.
-#![allow(unsafe_code)]
-
 mod common;
 
 use std::time::{Duration, Instant};
@@ -13,14 +10,6 @@ use common::*;
 
 /// Generous upper bound for the process to exit once nothing holds it.
 const EXIT_DEADLINE: Duration = Duration::from_secs(10);
-
-fn send_signal(server: &Server, signal: libc::c_int) {
-    let pid = libc::pid_t::try_from(server.pid()).expect("pid fits in pid_t");
-    // SAFETY: kill(2) takes plain integers and touches no memory of ours; `pid` is our own
-    // child, which `Server` has not yet waited on, so the pid cannot have been reused.
-    let rc = unsafe { libc::kill(pid, signal) };
-    assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
-}
 
 /// The streaming connections each worker holds, from `/metrics`.
 fn per_worker(addr: std::net::SocketAddr, workers: usize) -> Vec<u64> {

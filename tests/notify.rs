@@ -3,9 +3,6 @@
 //! shutdown, and `WATCHDOG=1` every half `WATCHDOG_USEC`. The test plays systemd: it binds the
 //! datagram socket and reads what arrives.
 
-// Sending a signal needs `libc::kill`; each unsafe block says why it is sound.
-#![allow(unsafe_code)]
-
 mod common;
 
 use std::io::ErrorKind;
@@ -124,14 +121,6 @@ impl Drop for Systemd {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
-}
-
-fn send_signal(server: &Server, signal: libc::c_int) {
-    let pid = libc::pid_t::try_from(server.pid()).expect("pid fits in pid_t");
-    // SAFETY: kill(2) takes plain integers and touches no memory of ours; `pid` is our own
-    // child, which `Server` has not yet waited on, so the pid cannot have been reused.
-    let rc = unsafe { libc::kill(pid, signal) };
-    assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
 }
 
 #[test]

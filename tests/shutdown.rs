@@ -1,9 +1,6 @@
 //! Graceful shutdown: on SIGTERM or SIGINT every open WebSocket gets Close 1001, the server
 //! waits for the replies (at most --shutdown-timeout) and exits with status 0.
 
-// Sending a signal needs `libc::kill`; each unsafe block says why it is sound.
-#![allow(unsafe_code)]
-
 mod common;
 
 use std::time::Duration;
@@ -12,14 +9,6 @@ use common::*;
 
 /// Generous upper bound for the process to exit once its clients have answered.
 const EXIT_DEADLINE: Duration = Duration::from_secs(10);
-
-fn send_signal(server: &Server, signal: libc::c_int) {
-    let pid = libc::pid_t::try_from(server.pid()).expect("pid fits in pid_t");
-    // SAFETY: kill(2) takes plain integers and touches no memory of ours; `pid` is our own
-    // child, which `Server` has not yet waited on, so the pid cannot have been reused.
-    let rc = unsafe { libc::kill(pid, signal) };
-    assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
-}
 
 fn two_clients_get_1001_then_exit_0(signal: libc::c_int) {
     // A shutdown timeout well past EXIT_DEADLINE: once every client has answered and closed,

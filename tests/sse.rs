@@ -4,9 +4,6 @@
 //! pings, the connection limit, cutting off a reader that stopped, and the end of streams at
 //! shutdown.
 
-// Sending SIGTERM needs `libc::kill`; the unsafe block says why it is sound.
-#![allow(unsafe_code)]
-
 mod common;
 
 use std::io::{ErrorKind, Read, Write};
@@ -591,14 +588,6 @@ fn a_stream_that_stops_reading_is_cut_off() {
     let id = http.publish_json("flood", &json!("after"));
     let ev = fresh.next_message();
     assert_eq!(envelope_id(&ev.json()), ("flood".to_owned(), id));
-}
-
-fn send_signal(server: &Server, signal: libc::c_int) {
-    let pid = libc::pid_t::try_from(server.pid()).expect("pid fits in pid_t");
-    // SAFETY: kill(2) takes plain integers and touches no memory of ours; `pid` is our own
-    // child, which `Server` has not yet waited on, so the pid cannot have been reused.
-    let rc = unsafe { libc::kill(pid, signal) };
-    assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
 }
 
 #[test]

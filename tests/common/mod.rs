@@ -1525,3 +1525,13 @@ pub fn push_until_stalled(
         .expect("set write timeout");
     result
 }
+
+/// Sends `signal` to the server process.
+#[allow(unsafe_code)] // libc::kill; the block says why it is sound
+pub fn send_signal(server: &Server, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(server.pid()).expect("pid fits in pid_t");
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours; `pid` is our own
+    // child, which `Server` has not yet waited on, so the pid cannot have been reused.
+    let rc = unsafe { libc::kill(pid, signal) };
+    assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
+}
