@@ -12,7 +12,7 @@ use crate::cli::{Config, PublishMode};
 use crate::conn::{Event, Handle};
 use crate::json;
 use crate::modes::publisher::{Publisher, PUBLISHER_TAG};
-use crate::modes::{endpoint, Phase, Workload};
+use crate::modes::{Phase, Workload};
 use crate::net::Net;
 use crate::pacer::Pacer;
 use crate::report::{self, Report};
@@ -48,11 +48,7 @@ pub struct Broadcast {
 
 impl Broadcast {
     pub fn new(cfg: &Config, n: u32) -> Self {
-        let publisher = cfg.runs_publisher().then(|| {
-            // The publisher takes the endpoint after the last client's.
-            let (target, source) = endpoint(cfg, n);
-            Publisher::new(cfg.publish_via, &cfg.channel, target, source)
-        });
+        let publisher = Publisher::for_run(cfg, n);
         Broadcast {
             channel: cfg.channel.clone(),
             size: cfg.size,

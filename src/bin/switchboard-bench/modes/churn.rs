@@ -61,10 +61,7 @@ pub struct Churn {
 
 impl Churn {
     pub fn new(cfg: &Config, n: u32) -> Self {
-        let publisher = cfg.runs_publisher().then(|| {
-            let (target, source) = endpoint(cfg, n);
-            Publisher::new(cfg.publish_via, &cfg.channel, target, source)
-        });
+        let publisher = Publisher::for_run(cfg, n);
         Churn {
             channel: cfg.channel.clone(),
             clients: (0..n).map(|_| Client::default()).collect(),

@@ -43,6 +43,15 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    /// The run's publisher, if this process runs one: it takes the endpoint after the last
+    /// of the `n` clients'.
+    pub fn for_run(cfg: &crate::cli::Config, n: u32) -> Option<Self> {
+        cfg.runs_publisher().then(|| {
+            let (target, source) = crate::modes::endpoint(cfg, n);
+            Publisher::new(cfg.publish_via, &cfg.channel, target, source)
+        })
+    }
+
     pub fn new(via: PublishVia, channel: &str, target: SocketAddr, source: Option<IpAddr>) -> Self {
         Publisher {
             via,
