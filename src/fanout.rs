@@ -7,7 +7,7 @@ use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
 
 use crate::hub::{Delivery, Msg};
-use crate::outq::OutQueue;
+use crate::outq::{write_gathered, OutQueue};
 use crate::session::LocalIndex;
 
 /// Frames gathered for one connection per `writev`.
@@ -174,7 +174,7 @@ fn write_direct<W: Write>(
             *slot = IoSlice::new(frame(o));
             count += 1;
         }
-        let mut n = match socket.write_vectored(&slices[..count]) {
+        let mut n = match write_gathered(socket, &slices[..count]) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((done, 0)),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
