@@ -6,7 +6,8 @@
 #   benches/broadcast.sh [SECONDS]      (default 10 s of measurement per case)
 #
 # Serial publishing (the next publish after every subscriber got the previous one) over a
-# WebSocket, 32-byte payloads, raw-format subscribers. Prints one line per case and the
+# WebSocket, 32-byte payloads, raw-format subscribers; the first 30 publishes warm the
+# connections up (quick-ACK mode) and are left out. Prints one line per case and the
 # machine's load average, so disturbed runs can be spotted and discarded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +27,7 @@ run_case() {
     load=$(cut -d' ' -f1 /proc/loadavg)
     local json
     json=$("$bench" broadcast --target "$addr" -n "$n" --publish-mode serial --publish-via ws \
-        --size 32 --duration "$secs" --source 127.0.0.2-127.0.0.60 --quiet --json --server-pid "$pid")
+        --size 32 --duration "$secs" --warmup 30 --source 127.0.0.2-127.0.0.60 --quiet --json --server-pid "$pid")
     kill "$pid"; wait "$pid" 2>/dev/null || true; rm -f "$out"
     python3 - "$workers" "$n" "$load" "$json" <<'PY'
 import json, sys

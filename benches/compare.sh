@@ -21,6 +21,9 @@
 #   tokio-broadcast     benches/peers/tokio-broadcast: tokio-tungstenite + tokio::sync::broadcast
 #                       relay (1 thread, and 2 threads against switchboard --workers 2), 4 KiB
 #                       read buffer as above
+#   *-defaults          the two tokio peers again with tungstenite's default 128 KiB read
+#                       buffer (what code written from its examples runs with); switchboard's
+#                       rows get an extra ratio against them, the main ratio stays the tuned one
 #
 # Cases (each run on a fresh server; servers take turns A B C D, A B C D, ... in every
 # cycle, the order rotated from one cycle to the next):
@@ -31,7 +34,8 @@
 #   rss-idle                    10,000 idle connections (opened at 5,000/s, held SECONDS):
 #                               server RSS growth per connection
 #   broadcast                   32 B published (over a WebSocket, serially) to 10,000 raw
-#                               subscribers: time from publish to the last subscriber, p50
+#                               subscribers: time from publish to the last subscriber, p50,
+#                               after 30 warm-up publishes (runs at least 12 s)
 # Ratios are taken within each cycle against a baseline: mio-tcp (echo, rss-idle),
 # fastwebsockets (handshakes), tokio-broadcast with the same thread count (broadcast).
 #
@@ -87,6 +91,13 @@ PEERS = "target/peers/release"
 SOURCES = "127.0.0.2-127.0.0.60"
 SERVER_CPUS_1, SERVER_CPUS_2, CLIENT_CPUS = "0", "0,1", "1"
 
+# Broadcast: a new connection's first segments are ACKed at once (quick-ACK mode) and later
+# ones delayed, so the first publishes cost more (p50 ~57 ms instead of ~45 ms at 10,000 here);
+# the first 30 are left out of the figures, and the run is long enough for the slowest peer
+# to finish its warm-up and still measure a dozen publishes.
+BROADCAST_WARMUP, BROADCAST_MIN_SECS = 30, 12
+DEFAULT_BUFFER = ["--read-buffer-size", str(128 * 1024)]
+
 # name: (command without --listen, worker threads)
 SERVERS = {
     "switchboard": ([SB, "--workers", "1", "--log-level", "warn"], 1),
@@ -97,9 +108,18 @@ SERVERS = {
     "switchboard-w2": ([SB, "--workers", "2", "--log-level", "warn"], 2),
     "tokio-broadcast-w1": ([f"{PEERS}/peer-tokio-broadcast", "--workers", "1"], 1),
     "tokio-broadcast-w2": ([f"{PEERS}/peer-tokio-broadcast", "--workers", "2"], 2),
+    # The same peers with tungstenite's default 128 KiB read buffer: what a relay or echo
+    # written from its examples without tuning runs with.
+    "tokio-tungstenite-defaults": ([f"{PEERS}/peer-tokio-tungstenite"] + DEFAULT_BUFFER, 1),
+    "tokio-broadcast-w1-defaults": ([f"{PEERS}/peer-tokio-broadcast", "--workers", "1"]
+                                    + DEFAULT_BUFFER, 1),
+    "tokio-broadcast-w2-defaults": ([f"{PEERS}/peer-tokio-broadcast", "--workers", "2"]
+                                    + DEFAULT_BUFFER, 2),
 }
-ECHO_SERVERS = ["switchboard", "tokio-tungstenite", "fastwebsockets", "mio-tcp"]
-BROADCAST_SERVERS = ["switchboard-w1", "tokio-broadcast-w1", "switchboard-w2", "tokio-broadcast-w2"]
+ECHO_SERVERS = ["switchboard", "tokio-tungstenite", "fastwebsockets", "mio-tcp",
+                "tokio-tungstenite-defaults"]
+BROADCAST_SERVERS = ["switchboard-w1", "tokio-broadcast-w1", "tokio-broadcast-w1-defaults",
+                     "switchboard-w2", "tokio-broadcast-w2", "tokio-broadcast-w2-defaults"]
 
 
 def dig(d, *path):
@@ -108,6 +128,19 @@ def dig(d, *path):
             return None
         d = d[p]
     return d
+
+
+# Extra ratios printed for switchboard's rows: against every peer, same cycle.
+def ALSO_ECHO(server):
+    if server != "switchboard":
+        return []
+    return ["tokio-tungstenite", "tokio-tungstenite-defaults", "fastwebsockets"]
+
+
+def ALSO_BROADCAST(server):
+    if not server.startswith("switchboard"):
+        return []
+    return [f"tokio-broadcast-w{SERVERS[server][1]}-defaults"]
 
 
 def echo_case(name, n, size, depth):
@@ -121,7 +154,7 @@ def echo_case(name, n, size, depth):
         return c.get("messages", 0) > 0 and c.get("mismatched", 1) == 0 and not r.get("failures")
 
     return dict(name=name, servers=ECHO_SERVERS, baseline=lambda s: "mio-tcp",
-                baseline_label="mio-tcp", args=args,
+                baseline_label="mio-tcp", also=ALSO_ECHO, args=args,
                 metric=lambda r: dig(r, "rates", "messages_per_s"), unit="msgs/s",
                 higher_better=True, check=check)
 
@@ -149,10 +182,12 @@ CASE_LIST = [
          metric=lambda r: dig(r, "memory", "server_rss_bytes_per_conn"), unit="B/conn",
          higher_better=False, check=connect_check),
     dict(name="broadcast", servers=BROADCAST_SERVERS,
-         baseline=lambda s: "tokio-broadcast-" + s.rsplit("-", 1)[-1],
-         baseline_label="tokio-broadcast with as many threads",
+         baseline=lambda s: f"tokio-broadcast-w{SERVERS[s][1]}",
+         baseline_label="tokio-broadcast with as many threads", also=ALSO_BROADCAST,
          args=lambda s, pid: ["broadcast", "-n", "10000", "--publish-mode", "serial",
-                              "--publish-via", "ws", "--size", "32", "--duration", str(SECS),
+                              "--publish-via", "ws", "--size", "32",
+                              "--duration", str(max(SECS, BROADCAST_MIN_SECS)),
+                              "--warmup", str(BROADCAST_WARMUP),
                               "--ramp-rate", "0", "--source", SOURCES],
          metric=lambda r: dig(r, "latency_us", "publish_to_all_us", "p50"), unit="us to last",
          higher_better=False,
@@ -259,6 +294,17 @@ def one_run(case, server, cycle):
                 client_command=client, client_stderr=stderr[-2000:], report=report)
 
 
+def ratios_against(runs, case, mine, base_name):
+    """Per cycle: each of `mine`'s values over base_name's valid value in the same cycle."""
+    out = []
+    for r in mine:
+        base = [b for b in runs if b["case"] == case["name"] and b["valid"]
+                and b["server"] == base_name and b["cycle"] == r["cycle"]]
+        if base and base[0]["value"]:
+            out.append(r["value"] / base[0]["value"])
+    return out
+
+
 def fmt(v):
     if v is None:
         return "-"
@@ -296,7 +342,7 @@ def main():
                 flag = "" if r["valid"] else "  FAILED"
                 if r.get("disturbed"):
                     flag += "  DISTURBED"
-                print(f"cycle {cycle + 1} {case['name']:<15} {server:<19} "
+                print(f"cycle {cycle + 1} {case['name']:<15} {server:<28} "
                       f"{fmt(r['value']):>12} {case['unit']:<10} "
                       f"bg {r.get('background_cores', 0):.2f} cores, "
                       f"load1 {r.get('loadavg1_before', 0):.2f}{flag}", flush=True)
@@ -304,7 +350,7 @@ def main():
     meta["elapsed_s"] = round(time.time() - started, 1)
 
     summary = []
-    lines = ["", f"{'case':<15} {'server':<19} {'median':>12} {'unit':<10} "
+    lines = ["", f"{'case':<15} {'server':<28} {'median':>12} {'unit':<10} "
                  f"{'ratio':>6}  {'per cycle':<22} {'runs':>5} {'disturbed':>9}"]
     for case in CASES:
         base_of = case["baseline"]
@@ -313,12 +359,7 @@ def main():
             mine = [r for r in runs if r["case"] == case["name"] and r["server"] == server]
             ok = [r for r in mine if r["valid"]]
             values = [r["value"] for r in ok]
-            ratios = []
-            for r in ok:
-                base = [b for b in runs if b["case"] == case["name"] and b["valid"]
-                        and b["server"] == base_of(server) and b["cycle"] == r["cycle"]]
-                if base and base[0]["value"]:
-                    ratios.append(r["value"] / base[0]["value"])
+            ratios = ratios_against(runs, case, ok, base_of(server))
             row = dict(case=case["name"], server=server, baseline=base_of(server),
                        unit=case["unit"], better=better,
                        median=statistics.median(values) if values else None,
@@ -327,9 +368,16 @@ def main():
                        disturbed=sum(1 for r in mine if r.get("disturbed")))
             summary.append(row)
             per_cycle = " ".join(f"{x:.2f}" for x in ratios)
-            lines.append(f"{case['name']:<15} {server:<19} {fmt(row['median']):>12} "
+            lines.append(f"{case['name']:<15} {server:<28} {fmt(row['median']):>12} "
                          f"{case['unit']:<10} {fmt(row['ratio_median']):>6}  {per_cycle:<22} "
                          f"{row['valid']:>2}/{row['runs']:<2} {row['disturbed']:>9}")
+            for other in case.get("also", lambda s: [])(server):
+                extra = ratios_against(runs, case, ok, other)
+                row.setdefault("also", {})[other] = dict(
+                    ratio_median=statistics.median(extra) if extra else None, ratios=extra)
+                lines.append(f"{'':<15} {'  vs ' + other:<41} {'':<10} "
+                             f"{fmt(statistics.median(extra) if extra else None):>6}  "
+                             f"{' '.join(f'{x:.2f}' for x in extra)}")
         lines.append(f"{'':<15} ratio = server / {case['baseline_label']} "
                      f"(same cycle); {better} is better")
     print("\n".join(lines))

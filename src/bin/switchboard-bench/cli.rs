@@ -45,6 +45,8 @@ Common options:
 echo:       --size BYTES [64]   --depth D [1]   --text (text frames instead of binary)
 broadcast:  --channel NAME [bench-PID]   --size BYTES (payload size) [64]
             --publish-mode serial|rate [rate]   --publish-via http|ws [http]
+            --warmup N (the first N publishes are sent but not measured: a new
+            connection's first segments are ACKed at once, later ones delayed) [0]
 churn:      --channel NAME   --publish-rate R (publishes/s) [100]   --publish-via http|ws
 ";
 
@@ -109,6 +111,8 @@ pub struct Config {
     pub publish_mode: PublishMode,
     pub publish_via: PublishVia,
     pub publish_rate: f64,
+    /// Broadcast: publishes sent but left out of every figure (sequence numbers 1..=N).
+    pub warmup_publishes: u64,
     pub accept_masked: bool,
 }
 
@@ -160,6 +164,7 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
         publish_mode: PublishMode::Rate,
         publish_via: PublishVia::Http,
         publish_rate: 100.0,
+        warmup_publishes: 0,
         accept_masked: false,
     };
     let mut rate_given = false;
@@ -202,6 +207,7 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
             "--accept-masked" => cfg.accept_masked = true,
             "--channel" => cfg.channel = value()?,
             "--publish-rate" => cfg.publish_rate = num(flag, &value()?)?,
+            "--warmup" => cfg.warmup_publishes = num(flag, &value()?)?,
             "--publish-mode" => {
                 cfg.publish_mode = match value()?.as_str() {
                     "serial" => PublishMode::Serial,
@@ -399,6 +405,7 @@ pub fn child_args(cfg: &Config, i: u32) -> Vec<String> {
     push("--depth", cfg.depth.to_string());
     push("--channel", cfg.channel.clone());
     push("--publish-rate", cfg.publish_rate.to_string());
+    push("--warmup", cfg.warmup_publishes.to_string());
     push(
         "--publish-mode",
         match cfg.publish_mode {
@@ -466,7 +473,8 @@ mod tests {
     #[test]
     fn child_args_parse_back() {
         let Ok(mut c) = parse(&args(
-            "echo --target 127.0.0.1:9 --source 127.0.0.2-127.0.0.5 -n 7 --procs 2 --size 100",
+            "broadcast --target 127.0.0.1:9 --source 127.0.0.2-127.0.0.5 -n 7 --procs 2 \
+             --size 100 --warmup 5",
         )) else {
             panic!("parse failed");
         };
@@ -479,8 +487,9 @@ mod tests {
                 k.size,
                 k.child_index,
                 k.json,
+                k.warmup_publishes,
             )
         });
-        assert_eq!(child, Ok((3, 2, 100, Some(1), true)));
+        assert_eq!(child, Ok((3, 2, 100, Some(1), true, 5)));
     }
 }

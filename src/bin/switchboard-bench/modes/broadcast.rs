@@ -1,7 +1,9 @@
 //! `broadcast`: N raw subscribers on one channel and one publisher. Each payload carries its
 //! sequence number and its send time on the machine-wide monotonic clock, so any process can
 //! time a delivery; per publish the slowest delivery is kept, and the parent (or `finalize`)
-//! turns publishes every subscriber received into the publish-to-all histogram.
+//! turns publishes every subscriber received into the publish-to-all histogram. With
+//! `--warmup N`, publishes 1..=N are sent and awaited like the rest but left out of the
+//! latencies (every process knows a delivery's sequence number, so all agree on which).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -29,6 +31,8 @@ pub struct Broadcast {
     size: usize,
     serial: bool,
     rate: f64,
+    /// Sequence numbers up to this are warm-up: paced and counted, but not in the latencies.
+    warmup: u64,
     publisher: Option<Publisher>,
     pacer: Option<Pacer>,
     subscribers_open: u64,
@@ -54,6 +58,7 @@ impl Broadcast {
             size: cfg.size,
             serial: cfg.publish_mode == PublishMode::Serial,
             rate: cfg.publish_rate,
+            warmup: cfg.warmup_publishes,
             publisher,
             pacer: None,
             subscribers_open: 0,
@@ -118,7 +123,9 @@ impl Workload for Broadcast {
                 };
                 let arrived = sys::monotonic_us();
                 let latency = arrived.saturating_sub(ts).max(1);
-                self.delivery.saturating_record(latency);
+                if seq > self.warmup {
+                    self.delivery.saturating_record(latency);
+                }
                 self.deliveries += 1;
                 self.last_delivery = arrived;
                 let entry = self.seqs.entry(seq).or_insert((0, 0));
@@ -207,7 +214,10 @@ impl Workload for Broadcast {
             report::DELIVERY,
             std::mem::replace(&mut self.delivery, report::new_hist()),
         );
-        report.publishes = std::mem::take(&mut self.seqs);
+        // Warm-up publishes were needed for pacing and completion; the figures leave them out.
+        let measured = self.seqs.split_off(&(self.warmup + 1));
+        report.set_max("warmup_publishes", self.seqs.len() as u64);
+        report.publishes = measured;
         if let Some(p) = &self.publisher {
             p.finish(report);
         }
