@@ -596,7 +596,9 @@ impl Worker {
             return;
         }
         if event.is_readable() || event.is_read_closed() || event.is_error() {
-            self.read_ready(key);
+            // A FIN or an error must be read to the end: no further edge will announce it.
+            let until_blocked = event.is_read_closed() || event.is_error();
+            self.read_ready(key, until_blocked);
         } else {
             self.finish_batch(key);
         }
@@ -606,13 +608,17 @@ impl Worker {
         for token in std::mem::take(&mut self.revisit) {
             let (key, gen) = token::unpack(token);
             if self.conns.get(key).is_some_and(|c| c.gen == gen) {
-                self.read_ready(key);
+                self.read_ready(key, true);
             }
         }
     }
 
     /// Reads until WouldBlock (or the per-event budget), processing each read.
-    fn read_ready(&mut self, key: usize) {
+    /// Reads and dispatches what the socket holds. A read shorter than the buffer means the
+    /// receive queue was empty at that moment, and anything arriving later raises a new
+    /// edge, so unless `until_blocked` it ends there instead of paying one more `recv` for
+    /// EAGAIN (a sixth of the system calls of a handshake).
+    fn read_ready(&mut self, key: usize, until_blocked: bool) {
         let mut verdict = Verdict::Keep;
         for _ in 0..READS_PER_EVENT {
             let Some(conn) = self.conns.get_mut(key) else {
@@ -659,6 +665,10 @@ impl Worker {
                         if verdict == Verdict::Drop {
                             break;
                         }
+                    }
+                    if n < self.scratch.len() && !until_blocked {
+                        self.finish_batch_verdict(key, Verdict::Keep);
+                        return;
                     }
                     continue;
                 }

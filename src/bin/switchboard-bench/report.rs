@@ -323,10 +323,27 @@ impl Report {
         )
     }
 
+    /// How much the server's RSS grew from the first sample of the run to the last, in
+    /// percent: with connections held (or, in churn, replaced at the same count) it should not.
+    pub(crate) fn rss_drift_pct(&self) -> Option<f64> {
+        let first = self.first("run")?.rss_kb?;
+        let last = self.last("run")?.rss_kb?;
+        (first > 0).then(|| (last as f64 - first as f64) * 100.0 / first as f64)
+    }
+
     fn memory_json(&self) -> Value {
         let mut m = Value::obj();
         let (rss, tcp) = self.per_connection();
         m.put("server_rss_bytes_per_conn", rss);
+        m.put(
+            "server_rss_kb_first_run",
+            self.first("run").and_then(|s| s.rss_kb),
+        );
+        m.put(
+            "server_rss_kb_last_run",
+            self.last("run").and_then(|s| s.rss_kb),
+        );
+        m.put("server_rss_drift_pct", self.rss_drift_pct());
         m.put("kernel_tcp_mem_bytes_per_conn", tcp);
         m.put("tcp_mem_page_bytes", PAGE_BYTES);
         let samples: Vec<Value> = self
@@ -392,5 +409,27 @@ mod tests {
         assert_eq!(total.publishes.get(&1), Some(&(2, 50)));
         assert_eq!(total.get("publishes_incomplete"), 2);
         assert!(total.render().contains("deliveries"));
+    }
+
+    #[test]
+    fn rss_drift_is_first_to_last_run_sample() {
+        let sample = |label: &str, rss_kb| Sample {
+            label: label.to_string(),
+            t_s: 0.0,
+            rss_kb: Some(rss_kb),
+            tcp_inuse: None,
+            tcp_mem_pages: None,
+        };
+        let mut r = Report::new("churn");
+        assert_eq!(r.rss_drift_pct(), None);
+        r.memory = vec![
+            sample("ready", 100),
+            sample("run", 1000),
+            sample("run", 1200),
+            sample("run", 1050),
+            sample("after", 10),
+        ];
+        assert_eq!(r.rss_drift_pct(), Some(5.0));
+        assert!(r.render().contains("drift +5.0%"));
     }
 }

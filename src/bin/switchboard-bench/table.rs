@@ -243,12 +243,14 @@ impl Report {
                 .collect();
             let _ = writeln!(
                 o,
-                "  {:<18} before {}  ready {}  during min {} / max {} KiB  held {}  after {}{}",
+                "  {:<18} before {}  ready {}  during min {} / max {} KiB{}  held {}  after {}{}",
                 "server RSS",
                 kib(self.first("before")),
                 kib(self.last("ready")),
                 run.iter().min().map_or("-".into(), ToString::to_string),
                 run.iter().max().map_or("-".into(), ToString::to_string),
+                self.rss_drift_pct()
+                    .map_or(String::new(), |d| format!(" (drift {d:+.1}%)")),
                 kib(self.holding()),
                 kib(self.last("after")),
                 rss_per.map_or(String::new(), |b| format!("  → {b:.0} B/connection")),
