@@ -771,6 +771,11 @@ impl Worker {
             return;
         }
         let mut conn = self.conns.remove(key);
+        self.wheel.cancel(Entry {
+            key: key as u32,
+            gen: conn.gen,
+            due: conn.due,
+        });
         let _ = self.poll.registry().deregister(&mut conn.socket);
         if let Some(session) = conn.session.take() {
             ws::end(session, &self.shared.hub, &mut self.index, self.id);
@@ -789,6 +794,17 @@ impl Worker {
 
     fn schedule(&mut self, key: usize, due: u32) {
         if let Some(conn) = self.conns.get_mut(key) {
+            if conn.due != u32::MAX {
+                // Rescheduled earlier: the old entry would only fire stale.
+                self.wheel.cancel(Entry {
+                    key: key as u32,
+                    gen: conn.gen,
+                    due: conn.due,
+                });
+            }
+            // The wheel moves a past tick to the next one; keep `conn.due` equal to what it
+            // holds, or the entry would look stale when it fires.
+            let due = due.max(self.now.wrapping_add(1));
             conn.due = due;
             self.wheel.schedule(Entry {
                 key: key as u32,
