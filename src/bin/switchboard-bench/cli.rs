@@ -48,6 +48,8 @@ broadcast:  --channel NAME [bench-PID]   --size BYTES (payload size) [64]
             --warmup N (the first N publishes are sent but not measured: a new
             connection's first segments are ACKed at once, later ones delayed) [0]
 churn:      --channel NAME   --publish-rate R (publishes/s) [100]   --publish-via http|ws
+            --churn-start S / --churn-stop S: reconnect only from S to S seconds into the
+            run (publishing goes on), so memory can be compared before and after [0 / end]
 ";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +115,9 @@ pub struct Config {
     pub publish_rate: f64,
     /// Broadcast: publishes sent but left out of every figure (sequence numbers 1..=N).
     pub warmup_publishes: u64,
+    /// Churn: reconnect only between these offsets into the run (µs); publishing goes on.
+    pub churn_start_us: u64,
+    pub churn_stop_us: Option<u64>,
     pub accept_masked: bool,
 }
 
@@ -165,6 +170,8 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
         publish_via: PublishVia::Http,
         publish_rate: 100.0,
         warmup_publishes: 0,
+        churn_start_us: 0,
+        churn_stop_us: None,
         accept_masked: false,
     };
     let mut rate_given = false;
@@ -208,6 +215,8 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
             "--channel" => cfg.channel = value()?,
             "--publish-rate" => cfg.publish_rate = num(flag, &value()?)?,
             "--warmup" => cfg.warmup_publishes = num(flag, &value()?)?,
+            "--churn-start" => cfg.churn_start_us = secs_to_us(num(flag, &value()?)?),
+            "--churn-stop" => cfg.churn_stop_us = Some(secs_to_us(num(flag, &value()?)?)),
             "--publish-mode" => {
                 cfg.publish_mode = match value()?.as_str() {
                     "serial" => PublishMode::Serial,
@@ -406,6 +415,13 @@ pub fn child_args(cfg: &Config, i: u32) -> Vec<String> {
     push("--channel", cfg.channel.clone());
     push("--publish-rate", cfg.publish_rate.to_string());
     push("--warmup", cfg.warmup_publishes.to_string());
+    push(
+        "--churn-start",
+        (cfg.churn_start_us as f64 / 1e6).to_string(),
+    );
+    if let Some(stop) = cfg.churn_stop_us {
+        push("--churn-stop", (stop as f64 / 1e6).to_string());
+    }
     push(
         "--publish-mode",
         match cfg.publish_mode {

@@ -38,6 +38,8 @@ pub struct Churn {
     publisher: Option<Publisher>,
     publish_rate: f64,
     reconnect_rate: f64,
+    /// Reconnects happen only from `go_at + window.0` until `go_at + window.1`.
+    window: (u64, u64),
     publish_pacer: Option<Pacer>,
     churn_pacer: Option<Pacer>,
     cursor: usize,
@@ -69,6 +71,7 @@ impl Churn {
             publisher,
             publish_rate: cfg.publish_rate,
             reconnect_rate: cfg.rate,
+            window: (cfg.churn_start_us, cfg.churn_stop_us.unwrap_or(u64::MAX)),
             publish_pacer: None,
             churn_pacer: None,
             cursor: 0,
@@ -254,7 +257,8 @@ impl Workload for Churn {
                     .iter()
                     .all(|c| c.last.is_some() || c.conn.is_none());
         }
-        if self.churning && self.reconnect_rate > 0.0 && self.churn_started {
+        let in_window = (self.window.0..self.window.1).contains(&now.saturating_sub(self.go_at));
+        if self.churning && self.reconnect_rate > 0.0 && self.churn_started && in_window {
             let rate = self.reconnect_rate;
             let pacer = self
                 .churn_pacer
