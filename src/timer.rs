@@ -69,7 +69,8 @@ impl Wheel {
     /// Removes a scheduled entry (a connection that closed or was rescheduled earlier), so
     /// entries track live connections instead of every connection of the last timeout
     /// period: under churn, stale entries would otherwise pile up until due. Costs a scan of
-    /// one slot.
+    /// one slot (connections / ticks in a timeout; ~3,000 entries at a million connections
+    /// with 30 s pings, a few µs, next to a close's own system calls).
     pub fn cancel(&mut self, entry: Entry) -> bool {
         if entry.due <= self.done {
             return false;

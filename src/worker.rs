@@ -771,11 +771,7 @@ impl Worker {
             return;
         }
         let mut conn = self.conns.remove(key);
-        self.wheel.cancel(Entry {
-            key: key as u32,
-            gen: conn.gen,
-            due: conn.due,
-        });
+        self.wheel.cancel(timer_entry(key, conn.gen, conn.due));
         let _ = self.poll.registry().deregister(&mut conn.socket);
         if let Some(session) = conn.session.take() {
             ws::end(session, &self.shared.hub, &mut self.index, self.id);
@@ -796,21 +792,13 @@ impl Worker {
         if let Some(conn) = self.conns.get_mut(key) {
             if conn.due != u32::MAX {
                 // Rescheduled earlier: the old entry would only fire stale.
-                self.wheel.cancel(Entry {
-                    key: key as u32,
-                    gen: conn.gen,
-                    due: conn.due,
-                });
+                self.wheel.cancel(timer_entry(key, conn.gen, conn.due));
             }
             // The wheel moves a past tick to the next one; keep `conn.due` equal to what it
             // holds, or the entry would look stale when it fires.
             let due = due.max(self.now.wrapping_add(1));
             conn.due = due;
-            self.wheel.schedule(Entry {
-                key: key as u32,
-                gen: conn.gen,
-                due,
-            });
+            self.wheel.schedule(timer_entry(key, conn.gen, due));
         }
     }
 
@@ -889,6 +877,15 @@ impl Worker {
 }
 
 /// The tick at which a connection next needs attention.
+/// The wheel entry of the connection in slab slot `key`.
+fn timer_entry(key: usize, gen: u32, due: u32) -> Entry {
+    Entry {
+        key: key as u32,
+        gen,
+        due,
+    }
+}
+
 fn next_check(conn: &Conn, t: &Ticks, now: u32) -> u32 {
     match conn.phase {
         Phase::Request => conn.phase_since + t.handshake,
