@@ -196,33 +196,14 @@ fn write_direct<W: Write>(
 mod tests {
     use super::*;
     use crate::frame::{self, OpCode};
+    use crate::outq::tests::Trickle;
 
-    /// A socket that takes `budget` bytes, then would block.
-    struct Sink {
-        got: Vec<u8>,
-        budget: usize,
-    }
-
-    impl Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.write_vectored(&[IoSlice::new(buf)])
-        }
-        // Like a socket's writev: takes from every buffer while there is room.
-        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-            if self.budget == 0 {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            let mut n = 0;
-            for b in bufs {
-                let take = b.len().min(self.budget);
-                self.got.extend_from_slice(&b[..take]);
-                self.budget -= take;
-                n += take;
-            }
-            Ok(n)
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
+    /// A socket that takes `budget` bytes in all, then would block.
+    fn sink(budget: usize) -> Trickle {
+        Trickle {
+            got: Vec::new(),
+            cap: usize::MAX,
+            budget,
         }
     }
 
@@ -251,10 +232,7 @@ mod tests {
     #[test]
     fn writes_straight_through_and_queues_the_rest_in_order() {
         let items = presence_items(&[10, 20, 30]);
-        let mut sink = Sink {
-            got: Vec::new(),
-            budget: 25,
-        };
+        let mut sink = sink(25);
         let mut q = None;
         let r = deliver_ws(&mut sink, &mut q, &owed(3), &items, 1 << 20).unwrap();
         assert_eq!(r, Delivered::Ok(25));
@@ -274,10 +252,7 @@ mod tests {
     #[test]
     fn a_frame_cut_by_a_partial_write_is_finished_even_over_the_cap() {
         let items = presence_items(&[1000, 1000]);
-        let mut sink = Sink {
-            got: Vec::new(),
-            budget: 100,
-        };
+        let mut sink = sink(100);
         let mut q = None;
         let r = deliver_ws(&mut sink, &mut q, &owed(2), &items, 64).unwrap();
         assert_eq!(r, Delivered::OverCap, "the second frame does not fit");
@@ -291,10 +266,7 @@ mod tests {
     #[test]
     fn one_frame_larger_than_the_cap_goes_out_when_nothing_is_queued() {
         let items = presence_items(&[5000]);
-        let mut sink = Sink {
-            got: Vec::new(),
-            budget: 0,
-        };
+        let mut sink = sink(0);
         let mut q = None;
         assert_eq!(
             deliver_ws(&mut sink, &mut q, &owed(1), &items, 1024).unwrap(),

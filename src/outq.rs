@@ -148,14 +148,16 @@ impl OutQueue {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// A sink that takes at most `cap` bytes per call and then would block after `budget`.
-    struct Trickle {
-        got: Vec<u8>,
-        cap: usize,
-        budget: usize,
+    /// A sink that takes at most `cap` bytes per call and then would block after `budget`;
+    /// like a socket's writev, it takes from every buffer while there is room. Also the
+    /// socket of the fan-out tests.
+    pub(crate) struct Trickle {
+        pub got: Vec<u8>,
+        pub cap: usize,
+        pub budget: usize,
     }
 
     impl Write for Trickle {
