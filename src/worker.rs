@@ -771,7 +771,9 @@ impl Worker {
             return;
         }
         let mut conn = self.conns.remove(key);
-        self.wheel.cancel(timer_entry(key, conn.gen, conn.due));
+        if conn.due != u32::MAX {
+            self.wheel.cancel(timer_entry(key, conn.gen, conn.due));
+        }
         let _ = self.poll.registry().deregister(&mut conn.socket);
         if let Some(session) = conn.session.take() {
             ws::end(session, &self.shared.hub, &mut self.index, self.id);
