@@ -215,7 +215,7 @@ impl Workload for Broadcast {
             std::mem::replace(&mut self.delivery, report::new_hist()),
         );
         // Warm-up publishes were needed for pacing and completion; the figures leave them out.
-        let measured = self.seqs.split_off(&(self.warmup + 1));
+        let measured = self.seqs.split_off(&self.warmup.saturating_add(1));
         report.set_max("warmup_publishes", self.seqs.len() as u64);
         report.publishes = measured;
         if let Some(p) = &self.publisher {
