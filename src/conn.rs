@@ -27,10 +27,8 @@ pub enum Phase {
 #[derive(Debug)]
 pub struct Conn {
     pub socket: TcpStream,
-    /// Generation of this slot, carried in the mio token and timer entries.
+    /// Generation of this slot, carried in the mio token.
     pub gen: u32,
-    /// Tick of the one live timer entry (see `timer`).
-    pub due: u32,
     /// Tick of the last byte received.
     pub last_recv: u32,
     /// Tick the current phase began.
@@ -64,7 +62,6 @@ impl Conn {
         Conn {
             socket,
             gen,
-            due: u32::MAX,
             last_recv: now,
             phase_since: now,
             phase: Phase::Request,

@@ -29,7 +29,7 @@ use crate::router::Route;
 use crate::session::{self, LocalIndex, Subscriber};
 use crate::stats::WorkerStats;
 use crate::sys::{self, ReserveFd};
-use crate::timer::{self, Entry, Wheel};
+use crate::timer::{self, Wheel};
 use crate::token::{self, WAKER};
 use crate::{debug, info, poll, sse, warn, ws};
 
@@ -204,8 +204,8 @@ impl Worker {
                 self.accept_all();
             }
             self.wheel.expire(self.now, &mut expired);
-            for entry in expired.drain(..) {
-                self.on_timer(entry);
+            for key in expired.drain(..) {
+                self.on_timer(key);
             }
             if let Some(deadline) = self.shutdown_deadline {
                 if self.conns.is_empty() || self.now >= deadline {
@@ -350,7 +350,7 @@ impl Worker {
             } else {
                 self.ticks.handshake
             };
-        self.schedule(key, due);
+        self.wheel.schedule(key, due);
         Some(key)
     }
 
@@ -719,8 +719,8 @@ impl Worker {
             conn.read_paused = true;
         }
         let want = next_check(conn, &self.ticks, self.now);
-        if want < conn.due {
-            self.schedule(key, want);
+        if want < self.wheel.due(key).unwrap_or(u32::MAX) {
+            self.wheel.schedule(key, want);
         }
     }
 
@@ -771,9 +771,7 @@ impl Worker {
             return;
         }
         let mut conn = self.conns.remove(key);
-        if conn.due != u32::MAX {
-            self.wheel.cancel(timer_entry(key, conn.gen, conn.due));
-        }
+        self.wheel.cancel(key);
         let _ = self.poll.registry().deregister(&mut conn.socket);
         if let Some(session) = conn.session.take() {
             ws::end(session, &self.shared.hub, &mut self.index, self.id);
@@ -790,31 +788,12 @@ impl Worker {
 
     // ------------------------------------------------------------------ timers
 
-    fn schedule(&mut self, key: usize, due: u32) {
-        if let Some(conn) = self.conns.get_mut(key) {
-            if conn.due != u32::MAX {
-                // Rescheduled earlier: the old entry would only fire stale.
-                self.wheel.cancel(timer_entry(key, conn.gen, conn.due));
-            }
-            // The wheel moves a past tick to the next one; keep `conn.due` equal to what it
-            // holds, or the entry would look stale when it fires.
-            let due = due.max(self.now.wrapping_add(1));
-            conn.due = due;
-            self.wheel.schedule(timer_entry(key, conn.gen, due));
-        }
-    }
-
-    fn on_timer(&mut self, entry: Entry) {
-        let key = entry.key as usize;
+    fn on_timer(&mut self, key: usize) {
         let now = self.now;
         let t = self.ticks;
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.gen != entry.gen || conn.due != entry.due {
-            return; // stale: the slot was reused or rescheduled earlier
-        }
-        conn.due = u32::MAX;
         let verdict = match conn.phase {
             Phase::Request if now >= conn.phase_since + t.handshake => {
                 debug!("worker {}: request timeout", self.id);
@@ -879,15 +858,6 @@ impl Worker {
 }
 
 /// The tick at which a connection next needs attention.
-/// The wheel entry of the connection in slab slot `key`.
-fn timer_entry(key: usize, gen: u32, due: u32) -> Entry {
-    Entry {
-        key: key as u32,
-        gen,
-        due,
-    }
-}
-
 fn next_check(conn: &Conn, t: &Ticks, now: u32) -> u32 {
     match conn.phase {
         Phase::Request => conn.phase_since + t.handshake,
