@@ -753,10 +753,13 @@ impl Worker {
             }
             if conn.phase == Phase::Finishing && !conn.fin_sent {
                 conn.fin_sent = true;
-                let _ = conn.socket.shutdown(Shutdown::Write);
                 if conn.peer_eof {
+                    // Everything is read and written: closing sends the FIN. A `shutdown`
+                    // first would be one more system call per client-initiated close (and
+                    // fails with ENOTCONN once the peer has reset).
                     return Verdict::Drop;
                 }
+                let _ = conn.socket.shutdown(Shutdown::Write);
             }
         } else if conn.read_paused && conn.queued_bytes() <= self.shared.cfg.max_outbound_bytes / 2
         {
