@@ -5,6 +5,8 @@
 #   benches/compare.sh                      3 cycles, 5 s per case (about 10 minutes + builds)
 #   CYCLES=1 SECONDS=3 benches/compare.sh   a quick pass (about 2.5 minutes + builds)
 #   CASES=echo-20B-d1,handshakes benches/compare.sh    only these cases
+#   CASES=handshakes CYCLES=12 benches/compare.sh      handshakes alone: a run lasts ~0.4 s
+#                                                       and varies ~10%, so take more cycles
 #
 # Other settings: DISTURBED_CORES (default 0.25; see below), OUT (default
 # target/compare/results.json).
