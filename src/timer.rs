@@ -81,7 +81,8 @@ impl Wheel {
     pub fn schedule(&mut self, key: usize, due: u32) {
         debug_assert!(key < NIL as usize);
         self.cancel(key);
-        let due = due.clamp(self.done.wrapping_add(1), NIL - 1);
+        // Not `clamp`: it panics if the bounds cross, as they would at tick `u32::MAX - 1`.
+        let due = due.max(self.done.saturating_add(1)).min(NIL - 1);
         if key >= self.links.len() {
             self.links.resize(key + 1, UNLINKED);
         }
@@ -278,6 +279,17 @@ mod tests {
         assert_eq!(w.due(5), None);
         assert!(w.cancel(10_000));
         assert_eq!(fired(&mut w, 3), vec![0]);
+    }
+
+    #[test]
+    fn scheduling_at_the_end_of_the_tick_range_does_not_panic() {
+        // 13.6 years of 100 ms ticks: the clock saturates at u32::MAX.
+        for now in [u32::MAX - 2, u32::MAX - 1, u32::MAX] {
+            let mut w = Wheel::new(now);
+            w.schedule(1, 5);
+            assert_eq!(w.due(1), Some(u32::MAX - 1));
+            assert!(w.cancel(1));
+        }
     }
 
     #[test]
