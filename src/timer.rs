@@ -44,12 +44,6 @@ pub struct Wheel {
     len: usize,
 }
 
-impl Default for Wheel {
-    fn default() -> Self {
-        Self::new(0)
-    }
-}
-
 impl Wheel {
     /// A wheel whose ticks up to `now` are considered expired.
     pub fn new(now: u32) -> Self {
