@@ -10,11 +10,13 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 
-use switchboard::decoder::{Decoder, Event, Flow};
-use switchboard::frame::{decode_client_header, encode_server_header, OpCode, MAX_HEADER_LEN};
-use switchboard::handshake::{parse_request, validate_upgrade, write_101, UpgradePolicy};
-use switchboard::mask::{apply_mask, apply_mask_bytewise};
-use switchboard::utf8::Utf8Validator;
+use switchboard::codec::decoder::{Decoder, Event, Flow};
+use switchboard::codec::frame::{
+    decode_client_header, encode_server_header, OpCode, MAX_HEADER_LEN,
+};
+use switchboard::codec::http::{parse_request, validate_upgrade, write_101, UpgradePolicy};
+use switchboard::codec::mask::{apply_mask, apply_mask_bytewise};
+use switchboard::codec::utf8::Utf8Validator;
 
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 const KIB: usize = 1024;

@@ -24,11 +24,11 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use crossbeam_channel::Receiver;
 use mio::{Poll, Token, Waker};
 
-use switchboard::fanout::{deliver_ws, Batch, Delivered};
+use switchboard::codec::protocol::Data;
+use switchboard::hub::fanout::{deliver_ws, Batch, Delivered};
+use switchboard::hub::session::{self, LocalIndex, Session, Subscriber};
 use switchboard::hub::{Cmd, Hub, HubConfig, WorkerLink};
-use switchboard::outq::OutQueue;
-use switchboard::protocol::Data;
-use switchboard::session::{self, LocalIndex, Session, Subscriber};
+use switchboard::net::outq::OutQueue;
 
 const SUBSCRIBERS: usize = 10_000;
 const CHANNEL: &str = "bench";

@@ -441,10 +441,10 @@ where
                 .map_err(|_| ConfigError("bad default listen address".into()))?,
         );
     }
-    if cfg.listen.len() > crate::token::MAX_LISTENERS {
+    if cfg.listen.len() > crate::net::token::MAX_LISTENERS {
         return Err(ConfigError(format!(
             "at most {} --listen addresses",
-            crate::token::MAX_LISTENERS
+            crate::net::token::MAX_LISTENERS
         )));
     }
     if cfg.idle_timeout <= cfg.ping_interval {

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::frame::close_code;
+use crate::codec::frame::close_code;
 
 /// A violation of RFC 6455 by the client, found while decoding its frames. The connection is
 /// failed with [`ProtocolError::close_code`].

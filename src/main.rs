@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         }
     };
     switchboard::log::set_level(cfg.log_level);
-    match switchboard::server::run(*cfg) {
+    match switchboard::net::server::run(*cfg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("switchboard: {e}");

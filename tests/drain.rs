@@ -146,7 +146,7 @@ fn a_second_signal_during_the_drain_exits_at_once() {
         let status = server.wait_exit(EXIT_DEADLINE).unwrap_or_else(|| {
             panic!("a second signal ({second}) did not end a 60 s drain within {EXIT_DEADLINE:?}")
         });
-        // src/server.rs: `std::process::exit(1)`; any failure code will do.
+        // src/net/server.rs: `std::process::exit(1)`; any failure code will do.
         assert!(
             status.code().is_some_and(|c| c != 0),
             "after a second signal the exit status should be a failure code, got {status:?}"

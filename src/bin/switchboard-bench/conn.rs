@@ -9,7 +9,7 @@
 use std::io::{self, Write};
 
 use mio::net::TcpStream;
-use switchboard::frame::OpCode;
+use switchboard::codec::frame::OpCode;
 
 use crate::cause::Cause;
 use crate::http::{self, Response};

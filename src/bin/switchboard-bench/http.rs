@@ -2,7 +2,7 @@
 //!
 //! Pure functions over byte slices; a response is only reported once its whole body is in.
 
-use switchboard::handshake::find_head_end;
+use switchboard::codec::http::find_head_end;
 
 use crate::wire::MAX_RESPONSE_HEAD_BYTES;
 

@@ -15,7 +15,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use socket2::{Domain, Protocol, Socket, Type};
-use switchboard::frame::OpCode;
+use switchboard::codec::frame::OpCode;
 
 use crate::cause::Cause;
 use crate::conn::{self, Conn, Event, Handle, Phase};

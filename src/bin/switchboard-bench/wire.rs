@@ -7,9 +7,9 @@
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use switchboard::frame::{encode_server_header, OpCode, MAX_HEADER_LEN};
-use switchboard::handshake::{accept_key, find_head_end};
-use switchboard::mask::apply_mask;
+use switchboard::codec::frame::{encode_server_header, OpCode, MAX_HEADER_LEN};
+use switchboard::codec::http::{accept_key, find_head_end};
+use switchboard::codec::mask::apply_mask;
 
 /// A 101 head bigger than this is not a server we want to talk to.
 pub const MAX_RESPONSE_HEAD_BYTES: usize = 8 * 1024;
@@ -206,7 +206,7 @@ pub fn decode_server_header(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchboard::frame::write_server_frame;
+    use switchboard::codec::frame::write_server_frame;
 
     #[test]
     fn rfc6455_masked_hello_round_trips() {
@@ -217,7 +217,7 @@ mod tests {
             out,
             [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]
         );
-        let h = switchboard::frame::decode_client_header(&out)
+        let h = switchboard::codec::frame::decode_client_header(&out)
             .ok()
             .flatten()
             .map(|h| (h.payload_len, h.header_len));

@@ -12,9 +12,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use switchboard::decoder::{Decoder, Event, Flow};
+use switchboard::codec::decoder::{Decoder, Event, Flow};
+use switchboard::codec::frame::{close_code, MAX_CONTROL_PAYLOAD};
 use switchboard::error::ProtocolError;
-use switchboard::frame::{close_code, MAX_CONTROL_PAYLOAD};
 
 /// Message size limits to try: zero, tiny, around a control frame, the 16-bit length boundary
 /// and a server-like 1 MiB.

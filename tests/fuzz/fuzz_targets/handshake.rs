@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use switchboard::handshake::{
+use switchboard::codec::http::{
     parse_request, validate_upgrade, write_101, write_error, UpgradePolicy,
 };
 

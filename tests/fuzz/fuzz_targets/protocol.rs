@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use switchboard::cursor::Resume;
-use switchboard::protocol::{self, Data, Op};
+use switchboard::codec::cursor::Resume;
+use switchboard::codec::protocol::{self, Data, Op};
 
 fn assert_json(text: &str) {
     if let Err(e) = serde_json::from_str::<serde_json::Value>(text) {
@@ -18,7 +18,9 @@ fuzz_target!(|data: &[u8]| {
         Ok(req) => {
             let reference = req.reference;
             let reply = match &req.op {
-                Op::Subscribe { channel, .. } => protocol::subscribed_json(channel, 1, true, reference),
+                Op::Subscribe { channel, .. } => {
+                    protocol::subscribed_json(channel, 1, true, reference)
+                }
                 Op::Unsubscribe { channel } => protocol::unsubscribed_json(channel, reference),
                 Op::Publish { channel, data } => {
                     let msg = protocol::message_json(channel, 7, &Data::Json(data.get()));
@@ -46,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
         // The same bytes as text: publishes over HTTP, query strings, cursors.
         assert_json(&protocol::message_json("c", 1, &Data::Text(text)));
-        for (k, v) in switchboard::query::pairs(text) {
+        for (k, v) in switchboard::codec::query::pairs(text) {
             let _ = (k.len(), v.len());
         }
         if let Some(Resume::PerChannel(list)) = Resume::parse(text) {

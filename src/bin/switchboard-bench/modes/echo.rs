@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 
 use hdrhistogram::Histogram;
-use switchboard::frame::OpCode;
+use switchboard::codec::frame::OpCode;
 
 use crate::cli::Config;
 use crate::conn::{Event, Handle};

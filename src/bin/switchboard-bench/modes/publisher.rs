@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use switchboard::frame::OpCode;
+use switchboard::codec::frame::OpCode;
 
 use crate::cli::PublishVia;
 use crate::conn::Event;

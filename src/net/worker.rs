@@ -16,22 +16,23 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use crate::codec::frame::{close_code, OpCode};
+use crate::codec::http;
 use crate::config::Config;
-use crate::conn::{Conn, Phase};
-use crate::dispatch::{self, Cx, Out, Verdict};
 use crate::error::HandshakeError;
-use crate::fanout::{self, Batch, Delivered, Item, Owed};
-use crate::frame::{close_code, OpCode};
-use crate::handshake;
+use crate::hub::fanout::{self, Batch, Delivered, Item, Owed};
+use crate::hub::session::{self, LocalIndex, Subscriber};
 use crate::hub::{Cmd, Delivery, Hub};
-use crate::outq::{Flushed, OutQueue};
-use crate::router::Route;
-use crate::session::{self, LocalIndex, Subscriber};
-use crate::stats::WorkerStats;
-use crate::sys::{self, ReserveFd};
-use crate::timer::{self, Wheel};
-use crate::token::{self, WAKER};
-use crate::{debug, info, poll, sse, warn, ws};
+use crate::net::conn::{Conn, Phase};
+use crate::net::outq::{Flushed, OutQueue};
+use crate::net::sys::{self, ReserveFd};
+use crate::net::timer::{self, Wheel};
+use crate::net::token::{self, WAKER};
+use crate::transport::dispatch::{self, Cx, Out, Verdict};
+use crate::transport::router::Route;
+use crate::transport::stats::WorkerStats;
+use crate::transport::{poll, sse, ws};
+use crate::{debug, info, warn};
 
 /// Per-worker read buffer: every connection reads into this, none keeps its own.
 pub const READ_BUF_BYTES: usize = 128 * 1024;
@@ -358,7 +359,7 @@ impl Worker {
     /// the client to read it.
     fn reject_at_capacity(&mut self, mut stream: TcpStream) {
         let mut resp = Vec::new();
-        handshake::write_error(&mut resp, HandshakeError::AtCapacity);
+        http::write_error(&mut resp, HandshakeError::AtCapacity);
         let _ = stream.write(&resp);
         let _ = stream.shutdown(Shutdown::Write);
         debug!("worker {}: at capacity, refused a connection", self.id);
@@ -883,7 +884,7 @@ fn next_check(conn: &Conn, t: &Ticks, now: u32) -> u32 {
 /// Refuses a connection accepted with the reserve descriptor: a 503, then close.
 fn refuse_now(mut stream: TcpStream) {
     let mut resp = Vec::new();
-    handshake::write_error(&mut resp, HandshakeError::AtCapacity);
+    http::write_error(&mut resp, HandshakeError::AtCapacity);
     let _ = stream.write(&resp);
 }
 

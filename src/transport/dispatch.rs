@@ -5,20 +5,21 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::api;
+use crate::codec::decoder::{Decoder, Event, Flow, Payload};
+use crate::codec::frame::{self, OpCode, MAX_HEADER_LEN};
+use crate::codec::http::{self, Request, UpgradePolicy};
 use crate::config::Config;
-use crate::conn::{Conn, Phase};
-use crate::decoder::{Decoder, Event, Flow, Payload};
+use crate::debug;
 use crate::error::HandshakeError;
-use crate::frame::{self, OpCode, MAX_HEADER_LEN};
-use crate::handshake::{self, Request, UpgradePolicy};
+use crate::hub::session::{LocalIndex, Subscriber};
 use crate::hub::Hub;
-use crate::outq::OutQueue;
-use crate::router::{self, Route};
-use crate::session::{LocalIndex, Subscriber};
-use crate::stats::WorkerStats;
-use crate::worker::Shared;
-use crate::{debug, poll, sse, ws};
+use crate::net::conn::{Conn, Phase};
+use crate::net::outq::OutQueue;
+use crate::net::worker::Shared;
+use crate::transport::api;
+use crate::transport::router::{self, Route};
+use crate::transport::stats::WorkerStats;
+use crate::transport::{poll, sse, ws};
 
 /// Messages at least this large are queued by ownership rather than copied.
 const ZERO_COPY_MIN_BYTES: usize = 16 * 1024;
@@ -259,9 +260,9 @@ pub fn resume_requests(conn: &mut Conn, cx: &mut Cx<'_>) -> Verdict {
 
 fn take_one(conn: &mut Conn, input: &mut [u8], scanned: usize, cx: &mut Cx<'_>) -> Taken {
     let max = cx.cfg.max_header_bytes;
-    let Some(head_end) = handshake::find_head_end(input, scanned) else {
+    let Some(head_end) = http::find_head_end(input, scanned) else {
         // Refuse garbage and oversized heads now rather than at the timeout.
-        return match handshake::parse_request(input, max) {
+        return match http::parse_request(input, max) {
             Err(e) => {
                 respond_error(conn, e, cx);
                 Taken::Done(input.len())
@@ -270,7 +271,7 @@ fn take_one(conn: &mut Conn, input: &mut [u8], scanned: usize, cx: &mut Cx<'_>) 
         };
     };
     let (head, body_and_rest) = input.split_at_mut(head_end);
-    let req = match handshake::parse_request(head, max) {
+    let req = match http::parse_request(head, max) {
         Ok(Some(req)) => req,
         Ok(None) => {
             respond_error(
@@ -365,7 +366,7 @@ fn upgrade(conn: &mut Conn, req: &Request<'_>, route: Route, cx: &mut Cx<'_>) {
         allowed_origins: &cx.cfg.allowed_origins,
         subprotocols: &cx.cfg.subprotocols,
     };
-    let up = match handshake::validate_upgrade(req, &policy) {
+    let up = match http::validate_upgrade(req, &policy) {
         Ok(up) => up,
         Err(e) => return respond_error(conn, e, cx),
     };
@@ -377,7 +378,7 @@ fn upgrade(conn: &mut Conn, req: &Request<'_>, route: Route, cx: &mut Cx<'_>) {
     } else {
         None
     };
-    handshake::write_101(cx.wbuf, &up);
+    http::write_101(cx.wbuf, &up);
     conn.transport = Some(route);
     conn.set_phase(Phase::Open, cx.now);
     cx.stats.opened(route);
@@ -395,7 +396,7 @@ fn upgrade(conn: &mut Conn, req: &Request<'_>, route: Route, cx: &mut Cx<'_>) {
 pub fn respond_error(conn: &mut Conn, err: HandshakeError, cx: &mut Cx<'_>) {
     debug!("refused request: {err}");
     cx.stats.refused(err);
-    handshake::write_error(cx.wbuf, err);
+    http::write_error(cx.wbuf, err);
     conn.set_phase(Phase::Finishing, cx.now);
 }
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use slab::Slab;
 
+use crate::codec::protocol::OpError;
 use crate::hub::{Hub, Subscription};
-use crate::protocol::OpError;
 
 /// A `/ws` connection's channel state (boxed in its `Conn`; `/echo` has none).
 #[derive(Debug, Default)]

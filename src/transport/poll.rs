@@ -5,17 +5,17 @@
 
 use std::sync::Arc;
 
-use crate::conn::{Conn, Phase};
-use crate::cursor::{self, Cursor, Resume};
-use crate::dispatch::{Cx, Out};
+use crate::codec::cursor::{self, Cursor, Resume};
+use crate::codec::http::{self, Request};
+use crate::codec::protocol;
+use crate::codec::query;
 use crate::error::HandshakeError;
-use crate::fanout::{Item, Owed};
-use crate::handshake::{self, Request};
+use crate::hub::fanout::{Item, Owed};
+use crate::hub::session::{self, LocalIndex, Session};
 use crate::hub::Msg;
-use crate::protocol;
-use crate::query;
-use crate::router::Route;
-use crate::session::{self, LocalIndex, Session};
+use crate::net::conn::{Conn, Phase};
+use crate::transport::dispatch::{Cx, Out};
+use crate::transport::router::Route;
 
 /// Starts a poll: answers at once if anything after `since` is kept, else holds the
 /// connection (subscribed, so nothing published meanwhile is missed).
@@ -94,7 +94,7 @@ pub fn write_reply<'m>(
     let cors = session.cors.as_deref().unwrap_or("");
     let mut resp = Vec::with_capacity(body.len() + 160);
     let shown: &[u8] = if head_only { b"" } else { body.as_bytes() };
-    handshake::write_response(
+    http::write_response(
         &mut resp,
         200,
         "application/json",

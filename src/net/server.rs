@@ -11,11 +11,11 @@ use mio::{Poll, Waker};
 
 use crate::config::{Config, FD_RESERVE};
 use crate::hub::{Cmd, Hub, HubConfig, WorkerLink};
-use crate::notify::{status_line, Notifier, Progress};
-use crate::stats::WorkerStats;
-use crate::sys::{self, Signal};
-use crate::token::WAKER;
-use crate::worker::{Shared, Worker, MAX_LINGERING_REJECTS};
+use crate::net::notify::{status_line, Notifier, Progress};
+use crate::net::sys::{self, Signal};
+use crate::net::token::WAKER;
+use crate::net::worker::{Shared, Worker, MAX_LINGERING_REJECTS};
+use crate::transport::stats::WorkerStats;
 use crate::{info, warn};
 
 /// How often systemd hears the connection count (and, with a watchdog, that we are alive).
@@ -56,7 +56,7 @@ impl Server {
         };
         let lingering_rejects =
             (reserve as usize / (2 * cfg.workers)).clamp(1, MAX_LINGERING_REJECTS);
-        let (listeners, addrs) = crate::listener::bind_all(&cfg.listen, cfg.workers)?;
+        let (listeners, addrs) = crate::net::listener::bind_all(&cfg.listen, cfg.workers)?;
         let workers = cfg.workers;
         let mut polls = Vec::with_capacity(workers);
         let mut links = Vec::with_capacity(workers);

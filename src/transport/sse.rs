@@ -10,15 +10,15 @@
 
 use std::fmt::Write as _;
 
-use crate::conn::{Conn, Phase};
-use crate::cursor::{self, Cursor, Resume};
-use crate::dispatch::{Cx, Out};
+use crate::codec::cursor::{self, Cursor, Resume};
+use crate::codec::http::Request;
+use crate::codec::query;
 use crate::error::HandshakeError;
-use crate::fanout::{Item, Owed};
-use crate::handshake::Request;
-use crate::query;
-use crate::router::Route;
-use crate::session::{self, LocalIndex, Session};
+use crate::hub::fanout::{Item, Owed};
+use crate::hub::session::{self, LocalIndex, Session};
+use crate::net::conn::{Conn, Phase};
+use crate::transport::dispatch::{Cx, Out};
+use crate::transport::router::Route;
 
 /// Sent with the first bytes: how long EventSource waits before reconnecting (ms).
 pub const RETRY_MS: u32 = 2000;

@@ -11,6 +11,9 @@
 //! A publish is encoded once into shared frames (`Arc<[u8]>`); workers queue the same bytes on
 //! every subscriber.
 
+pub mod fanout;
+pub mod session;
+
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -21,8 +24,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use mio::Waker;
 
-use crate::frame::{self, OpCode};
-use crate::protocol::{self, Data};
+use crate::codec::frame::{self, OpCode};
+use crate::codec::protocol::{self, Data};
 
 /// Lock shards for channels (and for the user table). A power of two well above the worker
 /// count keeps two publishers on different channels from contending.
@@ -60,15 +63,15 @@ impl Msg {
         self.sse[usize::from(raw)].get_or_init(|| {
             let mut out = Vec::new();
             if !raw {
-                crate::sse::write_data_lines(&mut out, self.json());
+                crate::transport::sse::write_data_lines(&mut out, self.json());
             } else {
                 let (text, payload) = frame_payload(&self.raw_frame);
                 match std::str::from_utf8(payload) {
-                    Ok(t) if text => crate::sse::write_data_lines(&mut out, t),
+                    Ok(t) if text => crate::transport::sse::write_data_lines(&mut out, t),
                     _ => {
                         use base64::Engine;
                         let b64 = base64::engine::general_purpose::STANDARD.encode(payload);
-                        crate::sse::write_data_lines(&mut out, &b64);
+                        crate::transport::sse::write_data_lines(&mut out, &b64);
                     }
                 }
             }

@@ -6,9 +6,9 @@
 use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
 
+use crate::hub::session::LocalIndex;
 use crate::hub::{Delivery, Msg};
-use crate::outq::{write_gathered, OutQueue};
-use crate::session::LocalIndex;
+use crate::net::outq::{write_gathered, OutQueue};
 
 /// Frames gathered for one connection per `writev`.
 const MAX_IOVECS: usize = 64;
@@ -195,8 +195,8 @@ fn write_direct<W: Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::{self, OpCode};
-    use crate::outq::tests::Trickle;
+    use crate::codec::frame::{self, OpCode};
+    use crate::net::outq::tests::Trickle;
 
     /// A socket that takes `budget` bytes in all, then would block.
     fn sink(budget: usize) -> Trickle {

@@ -1,14 +1,14 @@
 //! The channel protocol on `/ws`: what the URL asks for at connect time, and each JSON
 //! operation a client sends afterwards.
 
+use crate::codec::http::Request;
+use crate::codec::protocol::{self, Data, Op, OpError};
+use crate::codec::query;
 use crate::config::Config;
-use crate::dispatch::Out;
 use crate::error::HandshakeError;
-use crate::handshake::Request;
+use crate::hub::session::{self, LocalIndex, Session, Subscriber};
 use crate::hub::{Hub, Subscription};
-use crate::protocol::{self, Data, Op, OpError};
-use crate::query;
-use crate::session::{self, LocalIndex, Session, Subscriber};
+use crate::transport::dispatch::Out;
 use serde_json::value::RawValue;
 
 /// What `/ws?channel=a&channel=b&format=raw&user=u&since=N&presence=1` asks for.
@@ -38,7 +38,9 @@ impl Plan {
                     .and_then(|a| a.strip_prefix("Bearer "))
                     .map(str::trim);
                 let given = query::first(req.query, "token");
-                let ok = |g: &str| crate::api::constant_time_eq(g.as_bytes(), token.as_bytes());
+                let ok = |g: &str| {
+                    crate::transport::api::constant_time_eq(g.as_bytes(), token.as_bytes())
+                };
                 bearer.is_some_and(ok) || given.as_deref().is_some_and(ok)
             }
         };

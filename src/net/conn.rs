@@ -4,10 +4,10 @@
 
 use mio::net::TcpStream;
 
-use crate::decoder::Decoder;
-use crate::outq::OutQueue;
-use crate::router::Route;
-use crate::session::Session;
+use crate::codec::decoder::Decoder;
+use crate::hub::session::Session;
+use crate::net::outq::OutQueue;
+use crate::transport::router::Route;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::HandshakeError;
-use crate::router::Route;
+use crate::transport::router::Route;
 
 /// Close codes counted separately for frame errors (others go to `other`).
 pub const FRAME_ERROR_CODES: [u16; 3] = [1002, 1007, 1009];

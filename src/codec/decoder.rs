@@ -7,10 +7,10 @@
 //! is copied into the decoder's own buffer, once. When [`Decoder::is_idle`] the decoder holds
 //! nothing worth keeping and the connection may drop it, so an idle connection owns no buffer.
 
+use crate::codec::frame::{self, close_code, Header, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use crate::codec::mask::apply_mask;
+use crate::codec::utf8::Utf8Validator;
 use crate::error::ProtocolError;
-use crate::frame::{self, close_code, Header, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
-use crate::mask::apply_mask;
-use crate::utf8::Utf8Validator;
 
 /// At most this much is reserved up front for a message whose header announces more: a
 /// client that announces 1 MiB and sends nothing must not cost 1 MiB.
@@ -323,7 +323,7 @@ fn parse_close(payload: &[u8]) -> Result<Event<'_>, ProtocolError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mask::apply_mask_bytewise;
+    use crate::codec::mask::apply_mask_bytewise;
 
     /// A masked client frame, as a conforming client would send it.
     pub fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {

@@ -2,8 +2,8 @@
 //! several channels, `room:1:5,news:9` (channel names may contain `:`, never `,`; the id is
 //! after the last `:`).
 
-use crate::protocol;
-use crate::session::{LocalIndex, Session};
+use crate::codec::protocol;
+use crate::hub::session::{LocalIndex, Session};
 
 /// Where a client asks to resume from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +80,7 @@ impl<'a> Cursor<'a> {
 pub fn channels_of(query: &str, max: usize) -> Result<Vec<String>, crate::error::HandshakeError> {
     use crate::error::HandshakeError::Malformed;
     let mut channels: Vec<String> = Vec::new();
-    for c in crate::query::all(query, "channel") {
+    for c in crate::codec::query::all(query, "channel") {
         if !protocol::valid_channel(&c) {
             return Err(Malformed("invalid channel name"));
         }

@@ -6,12 +6,12 @@ use std::fmt::Write as _;
 
 use serde_json::value::RawValue;
 
+use crate::codec::http::{self, Request};
+use crate::codec::protocol::{self, Data, MAX_HISTORY_LIMIT};
+use crate::codec::query;
 use crate::config::Config;
-use crate::dispatch::Cx;
-use crate::handshake::{self, Request};
-use crate::protocol::{self, Data, MAX_HISTORY_LIMIT};
-use crate::query;
-use crate::router::Route;
+use crate::transport::dispatch::Cx;
+use crate::transport::router::Route;
 
 /// Users one batch presence query may ask about.
 pub const MAX_PRESENCE_BATCH: usize = 1000;
@@ -67,7 +67,7 @@ pub fn preflight(out: &mut Vec<u8>, cors: &str, keep_alive: bool) {
     let headers = format!(
         "{cors}Access-Control-Allow-Methods: GET, POST, OPTIONS\r\nAccess-Control-Allow-Headers: Authorization, Content-Type, Last-Event-ID\r\nAccess-Control-Max-Age: 600\r\n"
     );
-    handshake::write_response(out, 204, "text/plain", &headers, b"", 0, !keep_alive);
+    http::write_response(out, 204, "text/plain", &headers, b"", 0, !keep_alive);
 }
 
 /// Answers a complete non-streaming request into the batch buffer.
@@ -98,8 +98,8 @@ pub fn respond(
         Route::PresenceBatch => presence_batch(req, cx).map(|j| (200, JSON, j, "")),
         Route::Metrics => {
             let mut text = String::with_capacity(8 * 1024);
-            crate::metrics::render(cx.shared, &mut text);
-            Ok((200, crate::metrics::CONTENT_TYPE, text, ""))
+            crate::transport::metrics::render(cx.shared, &mut text);
+            Ok((200, crate::transport::metrics::CONTENT_TYPE, text, ""))
         }
         Route::Echo | Route::Ws | Route::Sse | Route::Poll => Err(ApiError::new(
             400,
@@ -120,7 +120,7 @@ pub fn respond(
     };
     let headers = format!("{cors}{extra}");
     let bytes = if head_only { &b""[..] } else { body.as_bytes() };
-    handshake::write_response(
+    http::write_response(
         cx.wbuf,
         status,
         ctype,

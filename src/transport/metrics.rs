@@ -9,9 +9,9 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::stats::{WorkerStats, FRAME_ERROR_CODES};
-use crate::sys;
-use crate::worker::Shared;
+use crate::net::sys;
+use crate::net::worker::Shared;
+use crate::transport::stats::{WorkerStats, FRAME_ERROR_CODES};
 
 /// The `Content-Type` of the response.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

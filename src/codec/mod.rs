@@ -1,0 +1,9 @@
+//! Pure bytes, no I/O: what arrives and leaves on the wire, as functions over slices.
+pub mod cursor;
+pub mod decoder;
+pub mod frame;
+pub mod http;
+pub mod mask;
+pub mod protocol;
+pub mod query;
+pub mod utf8;
