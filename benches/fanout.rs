@@ -25,10 +25,23 @@ use crossbeam_channel::Receiver;
 use mio::{Poll, Token, Waker};
 
 use switchboard::codec::protocol::Data;
-use switchboard::hub::fanout::{deliver_ws, Batch, Delivered};
-use switchboard::hub::session::{self, LocalIndex, Session, Subscriber};
-use switchboard::hub::{Cmd, Hub, HubConfig, WorkerLink};
-use switchboard::net::outq::OutQueue;
+use switchboard::hub::engine::{Answer, ReplyTo, SubscribeReq};
+use switchboard::hub::link::WorkerLink;
+use switchboard::hub::plan::Batch;
+use switchboard::hub::subs::LocalIndex;
+use switchboard::hub::{Cmd, HistoryLimits, Hub};
+use switchboard::net::write::{deliver_ws, Delivered};
+use switchboard::transport::out::OutQueue;
+use switchboard::transport::pending::ConnId;
+use switchboard::transport::session::{self, Session};
+
+/// Where answers would go: the memory engine answers at once, so nowhere.
+const NO_REPLY: ReplyTo = ReplyTo {
+    worker: 0,
+    key: 0,
+    gen: 0,
+    ticket: 0,
+};
 
 const SUBSCRIBERS: usize = 10_000;
 const CHANNEL: &str = "bench";
@@ -96,12 +109,12 @@ impl Worker {
         let poll = Poll::new().expect("poll");
         let waker = Arc::new(Waker::new(poll.registry(), Token(0)).expect("waker"));
         let (tx, rx) = crossbeam_channel::unbounded();
-        let hub = Hub::new(
-            HubConfig {
-                history_size: 1000,
-                history_ttl: Duration::from_secs(300),
+        let hub = Hub::in_memory(
+            HistoryLimits {
+                size: 1000,
+                ttl: Duration::from_secs(300),
             },
-            vec![WorkerLink::new(tx, waker)],
+            vec![WorkerLink::new(tx, waker)].into(),
         );
         let mut index = LocalIndex::default();
         for key in 0..SUBSCRIBERS {
@@ -109,13 +122,21 @@ impl Worker {
                 raw: true,
                 ..Session::default()
             };
-            let who = Subscriber {
+            let who = ConnId {
                 worker: 0,
                 key: key as u32,
                 gen: 0,
             };
-            session::subscribe(&hub, &mut index, &mut s, who, CHANNEL, None, false, 1)
-                .expect("subscribe");
+            let req = SubscribeReq {
+                channel: CHANNEL,
+                worker: 0,
+                since: None,
+                user: None,
+            };
+            let Answer::Now(Ok(sub)) = hub.engine.subscribe(req, NO_REPLY) else {
+                panic!("the memory engine answers at once");
+            };
+            session::register(&mut index, &mut s, who, CHANNEL, &sub, false);
         }
         Worker {
             hub,
@@ -130,7 +151,7 @@ impl Worker {
     /// Publish once, drain the command channel as the worker does, and deliver to every
     /// subscriber through `socket`. Returns the deliveries made.
     fn publish_and_deliver<W: Write>(&mut self, socket: &mut W) -> usize {
-        self.hub.publish(CHANNEL, &Data::Json(PAYLOAD));
+        let _ = self.hub.publish(CHANNEL, &Data::Json(PAYLOAD), NO_REPLY);
         if let Some(link) = self.hub.workers().first() {
             // The worker clears this before draining, so every publish pays its wake-up.
             link.wake_pending.store(false, Ordering::Release);

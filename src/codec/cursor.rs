@@ -1,9 +1,81 @@
-//! Resume positions for SSE and long-polling: `5` (every channel from id 5) or a cursor over
-//! several channels, `room:1:5,news:9` (channel names may contain `:`, never `,`; the id is
-//! after the last `:`).
+//! Resume positions as the wire carries them: a stream's epoch, a position in it, and the
+//! cursors of SSE and long-polling: `5` (every channel from id 5) or a cursor over several
+//! channels, `room:1:5,news:9` (channel names may contain `:`, never `,`; the id is after
+//! the last `:`).
+
+use std::fmt;
+use std::sync::Arc;
 
 use crate::codec::protocol;
-use crate::hub::session::{LocalIndex, Session};
+
+/// The identity of a channel's stream. Ids compare only within one epoch: a new epoch means
+/// the stream started again (a restarted single node, or a channel Redis lost), so a
+/// position from another epoch cannot be resumed exactly.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Epoch(Arc<str>);
+
+/// Longest epoch accepted from a client.
+pub const MAX_EPOCH_BYTES: usize = 32;
+
+impl Epoch {
+    /// An epoch given by a client or read from a store: 1 to [`MAX_EPOCH_BYTES`] ASCII
+    /// letters and digits (so it needs no escaping in JSON, cursors or URLs).
+    pub fn parse(s: &str) -> Option<Epoch> {
+        let ok = !s.is_empty()
+            && s.len() <= MAX_EPOCH_BYTES
+            && s.bytes().all(|b| b.is_ascii_alphanumeric());
+        ok.then(|| Epoch(s.into()))
+    }
+
+    /// A fresh random epoch (64 bits from the OS-seeded hasher keys, base 36).
+    pub fn random() -> Epoch {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        let mut n = h.finish();
+        let mut s = String::with_capacity(13);
+        while s.len() < 12 {
+            let digit = (n % 36) as u32;
+            s.push(char::from_digit(digit, 36).unwrap_or('0'));
+            n /= 36;
+        }
+        Epoch(s.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a client asks to resume: after message `id`, of stream `epoch` when it knows it
+/// (without one, ids are trusted as they are — unsafe across restarts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Since {
+    pub id: u64,
+    pub epoch: Option<Epoch>,
+}
+
+impl Since {
+    pub fn id(id: u64) -> Since {
+        Since { id, epoch: None }
+    }
+}
 
 /// Where a client asks to resume from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,31 +119,15 @@ impl Resume {
     }
 }
 
-/// A session's current position, for an SSE `id:` or a poll reply.
-pub struct Cursor<'a> {
-    entries: Vec<(&'a str, u64)>,
-}
-
-impl<'a> Cursor<'a> {
-    pub fn of(session: &Session, index: &'a LocalIndex) -> Cursor<'a> {
-        Cursor {
-            entries: session
-                .subs
-                .iter()
-                .filter_map(|r| Some((index.name_of(r)?, r.last_seq)))
-                .collect(),
+/// Writes a cursor over `entries` (channel, last id sent): `a:5,b:9`.
+pub fn write_cursor<'a>(out: &mut String, entries: impl IntoIterator<Item = (&'a str, u64)>) {
+    for (i, (name, seq)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
         }
-    }
-
-    pub fn write(&self, out: &mut String) {
-        for (i, (name, seq)) in self.entries.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(name);
-            out.push(':');
-            out.push_str(&seq.to_string());
-        }
+        out.push_str(name);
+        out.push(':');
+        out.push_str(&seq.to_string());
     }
 }
 
@@ -113,5 +169,18 @@ mod tests {
         assert_eq!(Resume::parse("a:x"), None);
         assert_eq!(Resume::parse("a b:1"), None);
         assert_eq!(Resume::parse("-1"), None);
+    }
+
+    #[test]
+    fn epochs_are_short_safe_and_differ() {
+        let a = Epoch::random();
+        let b = Epoch::random();
+        assert_ne!(a, b);
+        assert_eq!(a.as_str().len(), 12);
+        assert_eq!(Epoch::parse(a.as_str()), Some(a));
+        assert_eq!(Epoch::parse(""), None);
+        assert_eq!(Epoch::parse("a b"), None);
+        assert_eq!(Epoch::parse("a:b"), None);
+        assert_eq!(Epoch::parse(&"x".repeat(33)), None);
     }
 }

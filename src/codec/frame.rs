@@ -152,24 +152,8 @@ pub fn write_server_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
-/// Close status codes (RFC 6455 §7.4).
-pub mod close_code {
-    pub const NORMAL: u16 = 1000;
-    pub const GOING_AWAY: u16 = 1001;
-    pub const PROTOCOL_ERROR: u16 = 1002;
-    pub const INVALID_PAYLOAD: u16 = 1007;
-    pub const POLICY_VIOLATION: u16 = 1008;
-    pub const MESSAGE_TOO_BIG: u16 = 1009;
-    pub const INTERNAL_ERROR: u16 = 1011;
-
-    /// Whether a peer may send `code` in a Close frame. 1004–1006 and 1015 are reserved and
-    /// must never appear on the wire; 1012–1014 were registered with IANA after the RFC
-    /// (restart, try again later, bad gateway) and are accepted like the RFC's own codes;
-    /// 3000–4999 belong to libraries and applications.
-    pub fn is_valid_on_wire(code: u16) -> bool {
-        matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
-    }
-}
+/// Close status codes live with the errors that map to them; re-exported where frames are.
+pub use crate::error::close_code;
 
 /// Appends a server Close frame with `code` and a reason (truncated to fit 125 bytes on a
 /// character boundary).

@@ -6,4 +6,5 @@ pub mod http;
 pub mod mask;
 pub mod protocol;
 pub mod query;
+pub mod sse;
 pub mod utf8;

@@ -90,6 +90,8 @@ pub enum OpError {
     AlreadySubscribed,
     /// `publish` on a connection that did not present `--publish-token`.
     Unauthorized,
+    /// The engine behind the channels is out of reach (cluster mode); try again later.
+    Unavailable(Box<str>),
 }
 
 impl OpError {
@@ -106,6 +108,7 @@ impl OpError {
             OpError::NotSubscribed => "not_subscribed",
             OpError::AlreadySubscribed => "already_subscribed",
             OpError::Unauthorized => "unauthorized",
+            OpError::Unavailable(_) => "unavailable",
         }
     }
 
@@ -132,6 +135,7 @@ impl OpError {
                 "publishing needs the publish token (Authorization: Bearer, or ?token= on the URL)"
                     .into()
             }
+            OpError::Unavailable(why) => format!("service unavailable: {why}"),
         }
     }
 }
@@ -273,10 +277,11 @@ pub fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
-fn push_ref(out: &mut String, reference: Option<&RawValue>) {
+/// Appends `"ref":` and the request's `ref`, raw JSON already validated by [`parse`].
+fn push_ref(out: &mut String, reference: Option<&str>) {
     if let Some(r) = reference {
         out.push_str(",\"ref\":");
-        out.push_str(r.get());
+        out.push_str(r);
     }
 }
 
@@ -305,7 +310,7 @@ pub fn subscribed_json(
     channel: &str,
     last_id: u64,
     recovered: bool,
-    reference: Option<&RawValue>,
+    reference: Option<&str>,
 ) -> String {
     let mut out = String::from("{\"type\":\"subscribed\",\"channel\":");
     push_json_str(&mut out, channel);
@@ -315,7 +320,7 @@ pub fn subscribed_json(
     out
 }
 
-pub fn unsubscribed_json(channel: &str, reference: Option<&RawValue>) -> String {
+pub fn unsubscribed_json(channel: &str, reference: Option<&str>) -> String {
     let mut out = String::from("{\"type\":\"unsubscribed\",\"channel\":");
     push_json_str(&mut out, channel);
     push_ref(&mut out, reference);
@@ -323,7 +328,7 @@ pub fn unsubscribed_json(channel: &str, reference: Option<&RawValue>) -> String 
     out
 }
 
-pub fn published_json(channel: &str, id: u64, reference: Option<&RawValue>) -> String {
+pub fn published_json(channel: &str, id: u64, reference: Option<&str>) -> String {
     let mut out = String::from("{\"type\":\"published\",\"channel\":");
     push_json_str(&mut out, channel);
     let _ = write!(out, ",\"id\":{id}");
@@ -336,7 +341,7 @@ pub fn published_json(channel: &str, id: u64, reference: Option<&RawValue>) -> S
 pub fn presence_json<'u>(
     channel: &str,
     users: impl IntoIterator<Item = &'u str>,
-    reference: Option<&RawValue>,
+    reference: Option<&str>,
 ) -> String {
     let mut out = String::from("{\"type\":\"presence\",\"channel\":");
     push_json_str(&mut out, channel);
@@ -372,7 +377,7 @@ pub fn history_json<'m>(
     channel: &str,
     recovered: bool,
     messages: impl IntoIterator<Item = &'m str>,
-    reference: Option<&RawValue>,
+    reference: Option<&str>,
 ) -> String {
     let mut out = String::from("{\"type\":\"history\",\"channel\":");
     push_json_str(&mut out, channel);
@@ -389,7 +394,7 @@ pub fn history_json<'m>(
     out
 }
 
-pub fn error_json(err: &OpError, reference: Option<&RawValue>) -> String {
+pub fn error_json(err: &OpError, reference: Option<&str>) -> String {
     let mut out = String::from("{\"type\":\"error\",\"code\":");
     push_json_str(&mut out, err.code());
     out.push_str(",\"reason\":");
@@ -555,7 +560,7 @@ mod tests {
         );
         let r = RawValue::from_string("\"q\"".into()).unwrap();
         assert_eq!(
-            subscribed_json("c", 1, true, Some(&r)),
+            subscribed_json("c", 1, true, Some(r.get())),
             r#"{"type":"subscribed","channel":"c","id":1,"recovered":true,"ref":"q"}"#
         );
     }

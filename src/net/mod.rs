@@ -2,9 +2,9 @@
 pub mod conn;
 pub mod listener;
 pub mod notify;
-pub mod outq;
 pub mod server;
 pub mod sys;
 pub mod timer;
 pub mod token;
 pub mod worker;
+pub mod write;

@@ -10,11 +10,13 @@ use std::time::Duration;
 use mio::{Poll, Waker};
 
 use crate::config::{Config, FD_RESERVE};
-use crate::hub::{Cmd, Hub, HubConfig, WorkerLink};
+use crate::hub::link::WorkerLink;
+use crate::hub::{Cmd, HistoryLimits, Hub};
 use crate::net::notify::{status_line, Notifier, Progress};
 use crate::net::sys::{self, Signal};
 use crate::net::token::WAKER;
-use crate::net::worker::{Shared, Worker, MAX_LINGERING_REJECTS};
+use crate::net::worker::{Worker, MAX_LINGERING_REJECTS};
+use crate::transport::shared::Shared;
 use crate::transport::stats::WorkerStats;
 use crate::{info, warn};
 
@@ -71,17 +73,18 @@ impl Server {
             receivers.push(rx);
             polls.push(poll);
         }
-        let hub = Hub::new(
-            HubConfig {
-                history_size: cfg.history_size,
-                history_ttl: cfg.history_ttl,
+        let hub = Hub::in_memory(
+            HistoryLimits {
+                size: cfg.history_size,
+                ttl: cfg.history_ttl,
             },
-            links,
+            links.into(),
         );
         let shared = Arc::new(Shared {
             cfg,
             max_connections,
             lingering_rejects,
+            fd_limit: sys::fd_limit(),
             open: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
             hub,
@@ -104,7 +107,7 @@ impl Server {
             .spawn(move || {
                 while !janitor.shutting_down.load(Ordering::Acquire) {
                     std::thread::sleep(SWEEP_INTERVAL);
-                    janitor.hub.sweep_step();
+                    janitor.hub.engine.maintain();
                 }
             })?;
         info!("started {workers} workers; max connections {max_connections} (fd limit {fd_limit})");

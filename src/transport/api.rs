@@ -1,16 +1,19 @@
 //! The plain-HTTP routes: health, publishing, history and presence. Each answers with a
 //! complete response (JSON for the API, with a JSON error body on failure) on a keep-alive
-//! connection.
+//! connection — at once, or when the engine's later answer arrives (the request is held).
 
 use std::fmt::Write as _;
 
 use serde_json::value::RawValue;
 
+use crate::codec::cursor::Since;
 use crate::codec::http::{self, Request};
 use crate::codec::protocol::{self, Data, MAX_HISTORY_LIMIT};
 use crate::codec::query;
 use crate::config::Config;
-use crate::transport::dispatch::Cx;
+use crate::hub::engine::{Answer, Answered, EngineError, History, Published};
+use crate::transport::cx::Cx;
+use crate::transport::pending::{HttpOp, PendingOp};
 use crate::transport::router::Route;
 
 /// Users one batch presence query may ask about.
@@ -70,7 +73,19 @@ pub fn preflight(out: &mut Vec<u8>, cors: &str, keep_alive: bool) {
     http::write_response(out, 204, "text/plain", &headers, b"", 0, !keep_alive);
 }
 
-/// Answers a complete non-streaming request into the batch buffer.
+/// How a request was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Responded {
+    /// The response is written.
+    Done,
+    /// The engine answers later: hold the connection for answer `ticket`.
+    Held { ticket: u32 },
+}
+
+/// A response body, or a refusal.
+type Reply = Result<(u16, &'static str, String), ApiError>;
+
+/// Answers a complete non-streaming request into the batch buffer (or holds it).
 pub fn respond(
     route: Route,
     param: &str,
@@ -79,56 +94,110 @@ pub fn respond(
     keep_alive: bool,
     cors: &str,
     cx: &mut Cx<'_>,
-) {
-    let head_only = req.method == "HEAD";
-    let result = match route {
-        Route::Healthz => Ok((200, "text/plain; charset=utf-8", "ok\n".to_string(), "")),
-        Route::Demo => Ok((200, "text/html; charset=utf-8", DEMO_PAGE.to_string(), "")),
-        Route::Publish => publish(param, req, body, cx).map(|j| (200, JSON, j, "")),
-        Route::History => history(param, req, cx).map(|j| (200, JSON, j, "")),
-        Route::Presence => channel(param).map(|c| {
-            let users = cx.hub.presence(c);
-            (
-                200,
-                JSON,
-                protocol::presence_json(c, users.iter().map(|u| &**u), None),
-                "",
-            )
-        }),
-        Route::PresenceBatch => presence_batch(req, cx).map(|j| (200, JSON, j, "")),
+) -> Responded {
+    let to = cx.reply_to();
+    let asked = match route {
+        Route::Healthz => Asked::Now(Ok((200, "text/plain; charset=utf-8", "ok\n".into()))),
+        Route::Demo => Asked::Now(Ok((200, "text/html; charset=utf-8", DEMO_PAGE.into()))),
+        Route::Publish => publish(param, req, body, cx),
+        Route::History => history(param, req, cx),
+        Route::Presence => presence(param, cx),
+        Route::PresenceBatch => presence_batch(req, cx),
         Route::Metrics => {
             let mut text = String::with_capacity(8 * 1024);
             crate::transport::metrics::render(cx.shared, &mut text);
-            Ok((200, crate::transport::metrics::CONTENT_TYPE, text, ""))
+            Asked::Now(Ok((200, crate::transport::metrics::CONTENT_TYPE, text)))
         }
-        Route::Echo | Route::Ws | Route::Sse | Route::Poll => Err(ApiError::new(
+        Route::Echo | Route::Ws | Route::Sse | Route::Poll => Asked::Now(Err(ApiError::new(
             400,
             "not_a_plain_request",
             "this route is a stream",
-        )),
+        ))),
     };
-    let (status, ctype, body, extra) = match result {
-        Ok(r) => r,
+    match asked {
+        Asked::Now(reply) => {
+            write(cx.wbuf, reply, req.method == "HEAD", keep_alive, cors);
+            Responded::Done
+        }
+        Asked::Later(op) => {
+            cx.park(to, PendingOp::Http(op));
+            Responded::Held { ticket: to.ticket }
+        }
+    }
+}
+
+/// What a route's handler did: answered, or asked the engine for a later answer.
+enum Asked {
+    Now(Reply),
+    Later(HttpOp),
+}
+
+/// Writes a reply as a complete response.
+fn write(out: &mut Vec<u8>, reply: Reply, head_only: bool, keep_alive: bool, cors: &str) {
+    let (status, ctype, body, extra) = match reply {
+        Ok((status, ctype, body)) => (status, ctype, body, ""),
         Err(e) => {
-            let extra = if e.status == 401 {
-                "WWW-Authenticate: Bearer\r\n"
-            } else {
-                ""
+            let extra = match e.status {
+                401 => "WWW-Authenticate: Bearer\r\n",
+                503 => "Retry-After: 1\r\n",
+                _ => "",
             };
             (e.status, JSON, e.json(), extra)
         }
     };
     let headers = format!("{cors}{extra}");
     let bytes = if head_only { &b""[..] } else { body.as_bytes() };
-    http::write_response(
-        cx.wbuf,
-        status,
-        ctype,
-        &headers,
-        bytes,
-        body.len(),
-        !keep_alive,
-    );
+    http::write_response(out, status, ctype, &headers, bytes, body.len(), !keep_alive);
+}
+
+/// The engine's later answer to a held request, written as its response.
+pub fn on_answer(
+    op: HttpOp,
+    answer: Answered,
+    out: &mut Vec<u8>,
+    head_only: bool,
+    keep_alive: bool,
+    cors: &str,
+) {
+    let reply = match (op, answer) {
+        (HttpOp::Publish { channel }, Answered::Published(r)) => published(&channel, r),
+        (HttpOp::History { channel }, Answered::History(r)) => history_reply(&channel, r),
+        (HttpOp::Presence { channel }, Answered::Presence(r)) => presence_reply(&channel, r),
+        (HttpOp::Users { users }, Answered::Users(r)) => users_reply(&users, r),
+        (_, _) => Err(unavailable(&EngineError::Unavailable(
+            "mismatched answer".into(),
+        ))),
+    };
+    write(out, reply, head_only, keep_alive, cors);
+}
+
+/// A `503 unavailable` for a request the engine could not answer.
+pub fn write_unavailable(
+    out: &mut Vec<u8>,
+    reason: &str,
+    head_only: bool,
+    keep_alive: bool,
+    cors: &str,
+) {
+    let e = ApiError::new(503, "unavailable", reason);
+    write(out, Err(e), head_only, keep_alive, cors);
+}
+
+/// An engine out of reach: `503 {"error":"unavailable"}` (with `Retry-After`).
+fn unavailable(e: &EngineError) -> ApiError {
+    ApiError::new(503, "unavailable", e.reason())
+}
+
+/// Turns an engine call into a reply now, or a later one to wait for as `op`.
+fn ask<T>(
+    answer: Answer<T>,
+    now: impl FnOnce(Result<T, EngineError>) -> Reply,
+    later: impl FnOnce() -> HttpOp,
+) -> Asked {
+    match answer {
+        Answer::Now(r) => Asked::Now(now(r)),
+        Answer::Later => Asked::Later(later()),
+    }
 }
 
 fn channel(param: &str) -> Result<&str, ApiError> {
@@ -143,7 +212,19 @@ fn channel(param: &str) -> Result<&str, ApiError> {
     }
 }
 
-fn publish(param: &str, req: &Request<'_>, body: &[u8], cx: &Cx<'_>) -> Result<String, ApiError> {
+fn publish(param: &str, req: &Request<'_>, body: &[u8], cx: &Cx<'_>) -> Asked {
+    match publish_checked(param, req, body, cx) {
+        Ok(asked) => asked,
+        Err(e) => Asked::Now(Err(e)),
+    }
+}
+
+fn publish_checked(
+    param: &str,
+    req: &Request<'_>,
+    body: &[u8],
+    cx: &Cx<'_>,
+) -> Result<Asked, ApiError> {
     if let Some(token) = cx.cfg.publish_token.as_deref() {
         let given = req
             .authorization
@@ -173,20 +254,36 @@ fn publish(param: &str, req: &Request<'_>, body: &[u8], cx: &Cx<'_>) -> Result<S
             Err(_) => Data::Binary(body),
         }
     };
-    let id = cx.hub.publish(channel, &data);
-    let mut out = String::from("{\"channel\":");
-    protocol::push_json_str(&mut out, channel);
-    let _ = write!(out, ",\"id\":{id}}}");
-    Ok(out)
+    Ok(ask(
+        cx.hub.publish(channel, &data, cx.reply_to()),
+        |r| published(channel, r),
+        || HttpOp::Publish {
+            channel: channel.into(),
+        },
+    ))
 }
 
-fn history(param: &str, req: &Request<'_>, cx: &Cx<'_>) -> Result<String, ApiError> {
+fn published(channel: &str, r: Result<Published, EngineError>) -> Reply {
+    let p = r.map_err(|e| unavailable(&e))?;
+    let mut out = String::from("{\"channel\":");
+    protocol::push_json_str(&mut out, channel);
+    let _ = write!(out, ",\"id\":{}}}", p.id);
+    Ok((200, JSON, out))
+}
+
+fn history(param: &str, req: &Request<'_>, cx: &Cx<'_>) -> Asked {
+    match history_checked(param, req, cx) {
+        Ok(asked) => asked,
+        Err(e) => Asked::Now(Err(e)),
+    }
+}
+
+fn history_checked(param: &str, req: &Request<'_>, cx: &Cx<'_>) -> Result<Asked, ApiError> {
     let channel = channel(param)?;
     let since = match query::first(req.query, "since") {
-        Some(v) => Some(
-            v.parse::<u64>()
-                .map_err(|_| ApiError::new(400, "invalid_since", "since must be a message id"))?,
-        ),
+        Some(v) => Some(Since::id(v.parse::<u64>().map_err(|_| {
+            ApiError::new(400, "invalid_since", "since must be a message id")
+        })?)),
         None => None,
     };
     let limit = match query::first(req.query, "limit") {
@@ -196,22 +293,67 @@ fn history(param: &str, req: &Request<'_>, cx: &Cx<'_>) -> Result<String, ApiErr
             .min(MAX_HISTORY_LIMIT),
         None => MAX_HISTORY_LIMIT,
     };
-    let (recovered, msgs) = cx.hub.history(channel, since, limit);
-    Ok(protocol::history_json(
-        channel,
-        recovered,
-        msgs.iter().map(|m| m.json()),
-        None,
+    Ok(ask(
+        cx.hub
+            .engine
+            .history(channel, since.as_ref(), limit, cx.reply_to()),
+        |r| history_reply(channel, r),
+        || HttpOp::History {
+            channel: channel.into(),
+        },
     ))
 }
 
-fn presence_batch(req: &Request<'_>, cx: &Cx<'_>) -> Result<String, ApiError> {
-    let mut out = String::from("{\"users\":{");
-    let mut n = 0;
-    let mut seen: Vec<std::borrow::Cow<'_, str>> = Vec::new();
+fn history_reply(channel: &str, r: Result<History, EngineError>) -> Reply {
+    let h = r.map_err(|e| unavailable(&e))?;
+    let json = protocol::history_json(
+        channel,
+        h.recovered,
+        h.messages.iter().map(|m| m.json()),
+        None,
+    );
+    Ok((200, JSON, json))
+}
+
+fn presence(param: &str, cx: &Cx<'_>) -> Asked {
+    let channel = match channel(param) {
+        Ok(c) => c,
+        Err(e) => return Asked::Now(Err(e)),
+    };
+    ask(
+        cx.hub.engine.presence(channel, cx.reply_to()),
+        |r| presence_reply(channel, r),
+        || HttpOp::Presence {
+            channel: channel.into(),
+        },
+    )
+}
+
+fn presence_reply(channel: &str, r: Result<Vec<Box<str>>, EngineError>) -> Reply {
+    let users = r.map_err(|e| unavailable(&e))?;
+    let json = protocol::presence_json(channel, users.iter().map(|u| &**u), None);
+    Ok((200, JSON, json))
+}
+
+fn presence_batch(req: &Request<'_>, cx: &Cx<'_>) -> Asked {
+    let users = match batch_users(req) {
+        Ok(u) => u,
+        Err(e) => return Asked::Now(Err(e)),
+    };
+    let names: Vec<&str> = users.iter().map(|u| &**u).collect();
+    match cx.hub.engine.users_online(&names, cx.reply_to()) {
+        Answer::Now(r) => Asked::Now(users_reply(&users, r)),
+        Answer::Later => Asked::Later(HttpOp::Users { users }),
+    }
+}
+
+/// The users a batch presence query names: each valid, each once, at most
+/// [`MAX_PRESENCE_BATCH`].
+fn batch_users(req: &Request<'_>) -> Result<Vec<Box<str>>, ApiError> {
+    let mut users: Vec<Box<str>> = Vec::new();
     for user in query::all(req.query, "user") {
         // A name asked twice is answered once (JSON object keys are unique).
-        if seen.contains(&user) {
+        if users.iter().any(|u| **u == *user) {
             continue;
         }
         if !protocol::valid_user(&user) {
@@ -221,34 +363,37 @@ fn presence_batch(req: &Request<'_>, cx: &Cx<'_>) -> Result<String, ApiError> {
                 "user must be 1-64 bytes of A-Z a-z 0-9 _ - . : @",
             ));
         }
-        n += 1;
-        if n > MAX_PRESENCE_BATCH {
+        if users.len() == MAX_PRESENCE_BATCH {
             return Err(ApiError::new(
                 400,
                 "too_many_users",
                 format!("at most {MAX_PRESENCE_BATCH} users per query"),
             ));
         }
-        if n > 1 {
-            out.push(',');
-        }
-        protocol::push_json_str(&mut out, &user);
-        out.push_str(if cx.hub.user_online(&user) {
-            ":true"
-        } else {
-            ":false"
-        });
-        seen.push(user);
+        users.push(user.into());
     }
-    if n == 0 {
+    if users.is_empty() {
         return Err(ApiError::new(
             400,
             "missing_user",
             "give one or more ?user=NAME",
         ));
     }
+    Ok(users)
+}
+
+fn users_reply(users: &[Box<str>], r: Result<Vec<bool>, EngineError>) -> Reply {
+    let online = r.map_err(|e| unavailable(&e))?;
+    let mut out = String::from("{\"users\":{");
+    for (i, (user, on)) in users.iter().zip(online).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        protocol::push_json_str(&mut out, user);
+        out.push_str(if on { ":true" } else { ":false" });
+    }
     out.push_str("}}");
-    Ok(out)
+    Ok((200, JSON, out))
 }
 
 /// Compares secrets without an early exit that would leak how much matched.

@@ -9,8 +9,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::net::sys;
-use crate::net::worker::Shared;
+use crate::transport::shared::Shared;
 use crate::transport::stats::{WorkerStats, FRAME_ERROR_CODES};
 
 /// The `Content-Type` of the response.
@@ -34,11 +33,19 @@ pub fn render(shared: &Shared, out: &mut String) {
         max_connections: shared.max_connections as u64,
         shutting_down: shared.shutting_down.load(Ordering::Relaxed),
         broadcasts: shared.hub.stats.publishes.load(Ordering::Relaxed),
-        history: shared.hub.history_len() as u64,
-        open_fds: sys::open_fds().map(|n| n as u64),
-        fd_limit: sys::fd_limit(),
+        history: shared.hub.engine.history_len() as u64,
+        open_fds: open_fds().map(|n| n as u64),
+        fd_limit: shared.fd_limit,
     }
     .render(out);
+}
+
+/// Descriptors the process has open, counted in `/proc/self/fd` (Linux).
+fn open_fds() -> Option<usize> {
+    // Less the descriptor `read_dir` itself holds open.
+    std::fs::read_dir("/proc/self/fd")
+        .ok()
+        .map(|d| d.count().saturating_sub(1))
 }
 
 type Read = fn(&WorkerStats) -> u64;

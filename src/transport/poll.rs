@@ -5,22 +5,26 @@
 
 use std::sync::Arc;
 
-use crate::codec::cursor::{self, Cursor, Resume};
+use crate::codec::cursor::{self, Resume, Since};
 use crate::codec::http::{self, Request};
 use crate::codec::protocol;
 use crate::codec::query;
 use crate::error::HandshakeError;
-use crate::hub::fanout::{Item, Owed};
-use crate::hub::session::{self, LocalIndex, Session};
-use crate::hub::Msg;
-use crate::net::conn::{Conn, Phase};
-use crate::transport::dispatch::{Cx, Out};
+use crate::hub::engine::Answered;
+use crate::hub::msg::Msg;
+use crate::hub::plan::{Item, Owed};
+use crate::hub::subs::LocalIndex;
+use crate::transport::conn::{ConnState, Phase};
+use crate::transport::cx::Cx;
+use crate::transport::out::{Out, OutQueue};
+use crate::transport::pending::PendingOp;
 use crate::transport::router::Route;
+use crate::transport::session::{self, Ask, HttpState, Session};
 
 /// Starts a poll: answers at once if anything after `since` is kept, else holds the
 /// connection (subscribed, so nothing published meanwhile is missed).
 pub fn start(
-    conn: &mut Conn,
+    st: &mut ConnState,
     req: &Request<'_>,
     cors: &str,
     keep_alive: bool,
@@ -31,44 +35,67 @@ pub fn start(
     let resume = Resume::parse(since.as_deref().unwrap_or("")).ok_or(HandshakeError::Malformed(
         "since must be an id or a cursor (channel:id,...)",
     ))?;
-    let mut s = Session {
+    let mut s = Session::default();
+    *s.http() = HttpState {
         keep_alive,
         cors: (!cors.is_empty()).then(|| cors.into()),
-        ..Session::default()
+        head_only: req.method == "HEAD",
+        ..HttpState::default()
     };
-    let mut replay = Vec::new();
     for channel in &channels {
-        let Ok(sub) = session::subscribe(
-            cx.hub,
-            cx.index,
-            &mut s,
-            cx.who,
+        let since = resume.since(channel).map(Since::id);
+        let ask = Ask {
             channel,
-            resume.since(channel),
-            false,
-            usize::MAX,
-        ) else {
-            continue;
+            since: since.as_ref(),
+            presence: false,
+            max: usize::MAX,
         };
-        for msg in sub.replay {
-            s.advance(sub.channel_id, msg.seq);
-            replay.push(msg);
+        let op = || PendingOp::StreamSubscribe {
+            channel: channel.as_str().into(),
+            user: None,
+        };
+        match session::subscribe(cx, &mut s, ask, op) {
+            Ok(Some(sub)) => gather(&mut s, sub.channel_id, sub.replay),
+            Ok(None) => s
+                .http()
+                .waiting_at
+                .push((channel.as_str().into(), since.map_or(0, |s| s.id))),
+            Err(_) => {}
         }
     }
-    let mut out = Out {
-        wbuf: cx.wbuf,
-        outq: &mut conn.outq,
-    };
-    if !replay.is_empty() || req.method == "HEAD" {
-        write_reply(&mut out, &replay, &s, cx.index, req.method == "HEAD");
-        session::unsubscribe_all(cx.hub, cx.index, &mut s, cx.who.worker);
+    if ready(&mut s) {
+        // Answered at once: the connection goes on reading requests.
+        reply_with_replay(&mut s, &mut st.outq, cx);
         return Ok(());
     }
-    conn.session = Some(Box::new(s));
-    conn.transport = Some(Route::Poll);
-    conn.set_phase(Phase::Open, cx.now);
+    st.session = Some(Box::new(s));
+    st.transport = Some(Route::Poll);
+    st.set_phase(Phase::Open, cx.now);
     cx.stats.opened(Route::Poll);
     Ok(())
+}
+
+/// Adds a subscription's replay to what the poll will answer with.
+fn gather(s: &mut Session, channel_id: u64, replay: Vec<Arc<Msg>>) {
+    for msg in &replay {
+        s.advance(channel_id, msg.seq);
+    }
+    s.http().replay.extend(replay);
+}
+
+/// Whether the poll can be answered now: every subscription is answered and something was
+/// replayed (or it is a `HEAD`); otherwise it stays held until a delivery or the timeout.
+fn ready(s: &mut Session) -> bool {
+    let waiting = s.waiting;
+    let http = s.http();
+    waiting == 0 && (!http.replay.is_empty() || http.head_only)
+}
+
+/// Replies with the gathered replay and unsubscribes.
+fn reply_with_replay(s: &mut Session, outq: &mut Option<Box<OutQueue>>, cx: &mut Cx<'_>) {
+    let replay = std::mem::take(&mut s.http().replay);
+    write_reply(&mut Out::new(cx.wbuf, outq), &replay, s, cx.index);
+    session::unsubscribe_all(cx, s);
 }
 
 /// Writes the reply: `{"messages":[...],"cursor":"a:7,b:3"}`.
@@ -77,7 +104,6 @@ pub fn write_reply<'m>(
     msgs: impl IntoIterator<Item = &'m Arc<Msg>>,
     session: &Session,
     index: &LocalIndex,
-    head_only: bool,
 ) {
     let mut body = String::from("{\"messages\":[");
     for (i, m) in msgs.into_iter().enumerate() {
@@ -87,11 +113,12 @@ pub fn write_reply<'m>(
         body.push_str(m.json());
     }
     body.push_str("],\"cursor\":");
-    let mut cursor = String::new();
-    Cursor::of(session, index).write(&mut cursor);
-    protocol::push_json_str(&mut body, &cursor);
+    protocol::push_json_str(&mut body, &session.cursor(index));
     body.push('}');
-    let cors = session.cors.as_deref().unwrap_or("");
+    let http = session.http.as_deref();
+    let cors = http.and_then(|h| h.cors.as_deref()).unwrap_or("");
+    let head_only = http.is_some_and(|h| h.head_only);
+    let keep_alive = http.is_some_and(|h| h.keep_alive);
     let mut resp = Vec::with_capacity(body.len() + 160);
     let shown: &[u8] = if head_only { b"" } else { body.as_bytes() };
     http::write_response(
@@ -101,25 +128,56 @@ pub fn write_reply<'m>(
         cors,
         shown,
         body.len(),
-        !session.keep_alive,
+        !keep_alive,
     );
     out.bytes(&resp);
 }
 
-/// Answers a held poll with the messages it was owed.
-pub fn deliver(
-    out: &mut Out<'_>,
-    session: &mut Session,
-    index: &LocalIndex,
-    group: &[Owed],
-    items: &[Item],
-) {
+/// Answers a held poll with the messages it was owed. The poll is over: the caller
+/// releases the connection ([`crate::transport::request::release`]).
+pub fn deliver(st: &mut ConnState, group: &[Owed], items: &[Item], cx: &mut Cx<'_>) {
+    let Some(s) = st.session.as_deref_mut() else {
+        return;
+    };
     let mut msgs = Vec::with_capacity(group.len());
     for o in group {
         if let Some(Item::Message { channel, msg }) = items.get(o.item as usize) {
-            session.advance(*channel, msg.seq);
+            s.advance(*channel, msg.seq);
             msgs.push(msg);
         }
     }
-    write_reply(out, msgs, session, index, false);
+    write_reply(&mut Out::new(cx.wbuf, &mut st.outq), msgs, s, cx.index);
+    session::unsubscribe_all(cx, s);
+}
+
+/// Answers a held poll with nothing new (its timeout, or shutdown when `closing`). The poll
+/// is over: the caller releases the connection.
+pub fn expire(st: &mut ConnState, closing: bool, cx: &mut Cx<'_>) {
+    let Some(s) = st.session.as_deref_mut() else {
+        return;
+    };
+    if closing {
+        s.http().keep_alive = false;
+    }
+    write_reply(&mut Out::new(cx.wbuf, &mut st.outq), [], s, cx.index);
+    session::unsubscribe_all(cx, s);
+}
+
+/// The later answer to one of the poll's subscriptions; returns whether the poll was
+/// answered with it (then the caller releases the connection).
+pub fn on_answer(st: &mut ConnState, channel: &str, answer: Answered, cx: &mut Cx<'_>) -> bool {
+    let Some(s) = st.session.as_deref_mut() else {
+        return false;
+    };
+    s.waiting = s.waiting.saturating_sub(1);
+    s.http().waiting_at.retain(|(c, _)| &**c != channel);
+    if let Answered::Subscribed(Ok(sub)) = answer {
+        session::register(cx.index, s, cx.who, channel, &sub, false);
+        gather(s, sub.channel_id, sub.replay);
+    }
+    if !ready(s) {
+        return false;
+    }
+    reply_with_replay(s, &mut st.outq, cx);
+    true
 }

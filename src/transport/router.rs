@@ -33,6 +33,15 @@ impl Route {
     pub fn is_websocket(self) -> bool {
         matches!(self, Route::Echo | Route::Ws)
     }
+
+    /// Whether a connection on this route, when open, is a held request: a long-poll, or an
+    /// API call waiting for the engine's answer (requests pipelined behind it wait).
+    pub fn is_held(self) -> bool {
+        matches!(
+            self,
+            Route::Poll | Route::Publish | Route::History | Route::Presence | Route::PresenceBatch
+        )
+    }
 }
 
 /// Maps method and path to a route and its path parameter (the channel): 404 for an unknown

@@ -8,66 +8,37 @@
 //! encoded once per message and shared by every SSE subscriber; only the id line is written
 //! per connection.
 
-use std::fmt::Write as _;
+use std::sync::Arc;
 
-use crate::codec::cursor::{self, Cursor, Resume};
+use crate::codec::cursor::{self, Resume, Since};
 use crate::codec::http::Request;
 use crate::codec::query;
+use crate::codec::sse::{self, write_head};
 use crate::error::HandshakeError;
-use crate::hub::fanout::{Item, Owed};
-use crate::hub::session::{self, LocalIndex, Session};
-use crate::net::conn::{Conn, Phase};
-use crate::transport::dispatch::{Cx, Out};
+use crate::hub::engine::{Answered, Subscription};
+use crate::hub::msg::Msg;
+use crate::hub::plan::{Item, Owed};
+use crate::hub::subs::LocalIndex;
+use crate::transport::conn::{ConnState, Phase};
+use crate::transport::cx::Cx;
+use crate::transport::out::{Out, OutQueue};
+use crate::transport::pending::PendingOp;
 use crate::transport::router::Route;
-
-/// Sent with the first bytes: how long EventSource waits before reconnecting (ms).
-pub const RETRY_MS: u32 = 2000;
-
-/// Appends `text` as `data:` lines: one per line of the payload (CR, LF and CRLF all end a
-/// line in SSE, so each is split), so a multi-line payload arrives intact.
-pub fn write_data_lines(out: &mut Vec<u8>, text: &str) {
-    let mut rest = text;
-    loop {
-        let end = rest.find(['\r', '\n']).unwrap_or(rest.len());
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(&rest.as_bytes()[..end]);
-        out.push(b'\n');
-        if end == rest.len() {
-            return;
-        }
-        let skip = if rest[end..].starts_with("\r\n") {
-            2
-        } else {
-            1
-        };
-        rest = &rest[end + skip..];
-    }
-}
-
-/// The response head that opens a stream. No `Content-Length`: the body is the stream and
-/// ends when the connection does.
-pub fn write_head(out: &mut Vec<u8>, cors: &str) {
-    out.extend_from_slice(
-        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n",
-    );
-    out.extend_from_slice(cors.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    let _ = write!(Bytes(out), "retry: {RETRY_MS}\n\n");
-}
+use crate::transport::session::{self, Ask, Session};
 
 /// Ends the current event with the stream's cursor as its id. An event with an id and no
 /// data still sets EventSource's last event id, so the first one (right after connecting)
 /// makes even an immediate reconnect resume from the right place.
 pub fn write_id(out: &mut Out<'_>, session: &Session, index: &LocalIndex) {
     let mut line = String::from("id: ");
-    Cursor::of(session, index).write(&mut line);
+    line.push_str(&session.cursor(index));
     line.push_str("\n\n");
     out.bytes(line.as_bytes());
 }
 
 /// A comment line: keeps proxies from timing the stream out and finds dead peers.
 pub fn write_ping(out: &mut Out<'_>) {
-    out.bytes(b": ping\n\n");
+    out.bytes(sse::PING);
 }
 
 /// Delivers owed messages to an SSE connection (presence events are not part of SSE).
@@ -90,7 +61,7 @@ pub fn deliver(
 /// Opens a stream: validates the request, writes the head, subscribes to every channel from
 /// where `Last-Event-ID` (or `?last_event_id=`) says, and replays what was missed.
 pub fn start(
-    conn: &mut Conn,
+    st: &mut ConnState,
     req: &Request<'_>,
     cors: &str,
     cx: &mut Cx<'_>,
@@ -110,92 +81,85 @@ pub fn start(
         raw,
         ..Session::default()
     };
-    let mut out = Out {
-        wbuf: cx.wbuf,
-        outq: &mut conn.outq,
-    };
     // Subscribe to every channel before replaying any, so each replayed event's id is a
     // cursor over all of them; a channel's position starts just before its replay, so
     // whichever event the client saw last, resuming from its id misses nothing.
     let mut replays = Vec::with_capacity(channels.len());
     for channel in &channels {
-        let since = resume.since(channel);
-        let Ok(sub) = session::subscribe(
-            cx.hub,
-            cx.index,
-            &mut s,
-            cx.who,
+        let since = resume.since(channel).map(Since::id);
+        let ask = Ask {
             channel,
-            since,
-            false,
-            usize::MAX,
-        ) else {
-            continue;
+            since: since.as_ref(),
+            presence: false,
+            max: usize::MAX,
         };
-        if let Some(first) = sub.replay.first() {
-            s.set_position(sub.channel_id, first.seq - 1);
+        let op = || PendingOp::StreamSubscribe {
+            channel: channel.as_str().into(),
+            user: None,
+        };
+        match session::subscribe(cx, &mut s, ask, op) {
+            Ok(Some(sub)) => replays.push(positioned(&mut s, sub)),
+            Ok(None) => s
+                .http()
+                .waiting_at
+                .push((channel.as_str().into(), since.map_or(0, |s| s.id))),
+            Err(_) => {}
         }
-        replays.push((sub.channel_id, sub.replay));
     }
+    let mut out = Out::new(cx.wbuf, &mut st.outq);
     for (channel_id, replay) in replays {
-        for msg in &replay {
-            out.shared(msg.sse_data(raw));
-            s.advance(channel_id, msg.seq);
-            write_id(&mut out, &s, cx.index);
-        }
+        write_replay(&mut out, &mut s, cx.index, channel_id, &replay);
     }
     write_id(&mut out, &s, cx.index);
-    conn.session = Some(Box::new(s));
-    // A stream never hears from its reader, so a peer that vanished without FIN would only
-    // be noticed when the send buffer fills. With TCP_USER_TIMEOUT the kernel drops the
-    // connection once sent data (our pings) stays unacknowledged for the idle timeout, and
-    // the error event reaps it.
-    let _ = socket2::SockRef::from(&conn.socket).set_tcp_user_timeout(Some(cx.cfg.idle_timeout));
-    conn.transport = Some(Route::Sse);
-    conn.set_phase(Phase::Open, cx.now);
+    st.session = Some(Box::new(s));
+    st.transport = Some(Route::Sse);
+    st.set_phase(Phase::Open, cx.now);
     cx.stats.opened(Route::Sse);
     Ok(())
 }
 
-/// `fmt::Write` over a byte vector.
-struct Bytes<'a>(&'a mut Vec<u8>);
+/// Places a new subscription just before its replay; returns the channel and the replay.
+fn positioned(s: &mut Session, sub: Subscription) -> (u64, Vec<Arc<Msg>>) {
+    if let Some(first) = sub.replay.first() {
+        s.set_position(sub.channel_id, first.seq - 1);
+    }
+    (sub.channel_id, sub.replay)
+}
 
-impl std::fmt::Write for Bytes<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
+fn write_replay(
+    out: &mut Out<'_>,
+    s: &mut Session,
+    index: &LocalIndex,
+    channel_id: u64,
+    replay: &[Arc<Msg>],
+) {
+    for msg in replay {
+        out.shared(msg.sse_data(s.raw));
+        s.advance(channel_id, msg.seq);
+        write_id(out, s, index);
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn lines(text: &str) -> String {
-        let mut out = Vec::new();
-        write_data_lines(&mut out, text);
-        String::from_utf8(out).unwrap()
+/// The later answer to one of the stream's subscriptions: it joins the cursor, and what it
+/// missed is replayed.
+pub fn on_answer(
+    s: &mut Session,
+    channel: &str,
+    answer: Answered,
+    outq: &mut Option<Box<OutQueue>>,
+    cx: &mut Cx<'_>,
+) {
+    s.waiting = s.waiting.saturating_sub(1);
+    if let Some(h) = s.http.as_deref_mut() {
+        h.waiting_at.retain(|(c, _)| &**c != channel);
     }
-
-    #[test]
-    fn multi_line_payloads_are_split_on_every_line_ending() {
-        assert_eq!(lines("one"), "data: one\n");
-        assert_eq!(lines(""), "data: \n");
-        assert_eq!(lines("a\nb"), "data: a\ndata: b\n");
-        assert_eq!(lines("a\r\nb\rc\n"), "data: a\ndata: b\ndata: c\ndata: \n");
-        assert_eq!(
-            lines("{\n  \"x\": 1\n}"),
-            "data: {\ndata:   \"x\": 1\ndata: }\n"
-        );
-    }
-
-    #[test]
-    fn head_has_no_length_and_sets_retry() {
-        let mut out = Vec::new();
-        write_head(&mut out, "Access-Control-Allow-Origin: http://a\r\n");
-        let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream"));
-        assert!(!text.to_ascii_lowercase().contains("content-length"));
-        assert!(text.contains("Access-Control-Allow-Origin: http://a\r\n\r\nretry: 2000\n\n"));
-    }
+    let Answered::Subscribed(Ok(sub)) = answer else {
+        // The channel stays out of the stream, as a refused one does at start.
+        return;
+    };
+    session::register(cx.index, s, cx.who, channel, &sub, false);
+    let (channel_id, replay) = positioned(s, sub);
+    let mut out = Out::new(cx.wbuf, outq);
+    write_replay(&mut out, s, cx.index, channel_id, &replay);
+    write_id(&mut out, s, cx.index);
 }

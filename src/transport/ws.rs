@@ -1,15 +1,17 @@
-//! The channel protocol on `/ws`: what the URL asks for at connect time, and each JSON
-//! operation a client sends afterwards.
+//! The channel protocol on `/ws`: what the URL asks for at connect time, each JSON operation
+//! a client sends afterwards, and the replies to operations the engine answers later.
 
+use crate::codec::cursor::Since;
 use crate::codec::http::Request;
 use crate::codec::protocol::{self, Data, Op, OpError};
 use crate::codec::query;
 use crate::config::Config;
 use crate::error::HandshakeError;
-use crate::hub::session::{self, LocalIndex, Session, Subscriber};
-use crate::hub::{Hub, Subscription};
-use crate::transport::dispatch::Out;
-use serde_json::value::RawValue;
+use crate::hub::engine::{Answer, Answered, Subscription};
+use crate::transport::cx::Cx;
+use crate::transport::out::{Out, OutQueue};
+use crate::transport::pending::{PendingOp, WsOp};
+use crate::transport::session::{self, op_error, Ask, Session};
 
 /// What `/ws?channel=a&channel=b&format=raw&user=u&since=N&presence=1` asks for.
 #[derive(Debug, Default)]
@@ -88,59 +90,85 @@ impl Plan {
 
 /// Starts a `/ws` session right after the 101: joins the user's presence and subscribes to
 /// the URL's channels (replaying from `since` when given).
-pub fn start(
-    plan: Plan,
-    out: &mut Out<'_>,
-    hub: &Hub,
-    index: &mut LocalIndex,
-    who: Subscriber,
-    cfg: &Config,
-) -> Session {
-    let mut s = Session {
-        user: plan.user.map(String::into_boxed_str),
-        raw: plan.raw,
-        may_publish: plan.may_publish,
-        ..Session::default()
-    };
+pub fn start(plan: Plan, s: &mut Session, outq: &mut Option<Box<OutQueue>>, cx: &mut Cx<'_>) {
+    s.user = plan.user.map(String::into_boxed_str);
+    s.raw = plan.raw;
+    s.may_publish = plan.may_publish;
     if let Some(user) = s.user.as_deref() {
-        hub.user_connected(user);
+        cx.hub.engine.user_connected(user);
     }
+    let since = plan.since.map(Since::id);
     for channel in &plan.channels {
-        let result = session::subscribe(
-            hub,
-            index,
-            &mut s,
-            who,
+        let sub = Subscribe {
             channel,
-            plan.since,
-            plan.presence,
-            cfg.max_subscriptions,
-        );
-        match result {
-            Ok(sub) => send_subscribed(&s, channel, &sub, out, None),
-            Err(e) => send_error(&s, &e, out, None),
-        }
-    }
-    s
-}
-
-/// Ends a session: its subscriptions and its user's presence go at once.
-pub fn end(mut s: Box<Session>, hub: &Hub, index: &mut LocalIndex, worker: usize) {
-    session::unsubscribe_all(hub, index, &mut s, worker);
-    if let Some(user) = s.user.as_deref() {
-        hub.user_disconnected(user);
+            since: since.as_ref(),
+            presence: plan.presence,
+            from_url: true,
+            reference: None,
+        };
+        subscribe(s, sub, outq, cx);
     }
 }
 
-/// `subscribed`, then the replay (raw clients get only the replayed payloads).
+/// A subscribe, from the URL or an op.
+struct Subscribe<'a> {
+    channel: &'a str,
+    since: Option<&'a Since>,
+    presence: bool,
+    /// From the connect URL: a raw client gets no `subscribed` and no error for it (it reads
+    /// payloads only, and the URL was validated before the upgrade).
+    from_url: bool,
+    reference: Option<&'a str>,
+}
+
+fn subscribe(
+    s: &mut Session,
+    sub: Subscribe<'_>,
+    outq: &mut Option<Box<OutQueue>>,
+    cx: &mut Cx<'_>,
+) {
+    let ask = Ask {
+        channel: sub.channel,
+        since: sub.since,
+        presence: sub.presence,
+        max: cx.cfg.max_subscriptions,
+    };
+    let user = s.user.clone();
+    let result = session::subscribe(cx, s, ask, || PendingOp::Ws {
+        op: WsOp::Subscribe {
+            channel: sub.channel.into(),
+            presence: sub.presence,
+            from_url: sub.from_url,
+            user,
+        },
+        reference: sub.reference.map(Into::into),
+    });
+    let mut out = Out::new(cx.wbuf, outq);
+    match result {
+        Ok(Some(answered)) => send_subscribed(
+            s,
+            sub.channel,
+            &answered,
+            sub.from_url,
+            &mut out,
+            sub.reference,
+        ),
+        Ok(None) => {}
+        Err(_) if sub.from_url && s.raw => {}
+        Err(e) => out.text(&protocol::error_json(&e, sub.reference)),
+    }
+}
+
+/// `subscribed`, then the replay (raw clients get the replayed payloads).
 fn send_subscribed(
     s: &Session,
     channel: &str,
     sub: &Subscription,
+    from_url: bool,
     out: &mut Out<'_>,
-    reference: Option<&RawValue>,
+    reference: Option<&str>,
 ) {
-    if !s.raw {
+    if !(s.raw && from_url) {
         out.text(&protocol::subscribed_json(
             channel,
             sub.last_seq,
@@ -153,97 +181,179 @@ fn send_subscribed(
     }
 }
 
-fn send_error(s: &Session, err: &OpError, out: &mut Out<'_>, reference: Option<&RawValue>) {
-    // A raw client reads payloads only, so errors from its URL subscriptions are not sent
-    // to it (the URL was validated before the upgrade; what is left is e.g. too many
-    // subscriptions). Errors for operations it sends itself are, like their replies.
-    if !s.raw {
-        out.text(&protocol::error_json(err, reference));
-    }
-}
-
 /// One complete message from the client.
-#[allow(clippy::too_many_arguments)] // the session and the worker's parts it touches
 pub fn on_message(
     s: &mut Session,
     text: bool,
     bytes: &[u8],
-    out: &mut Out<'_>,
-    hub: &Hub,
-    index: &mut LocalIndex,
-    who: Subscriber,
-    cfg: &Config,
+    outq: &mut Option<Box<OutQueue>>,
+    cx: &mut Cx<'_>,
 ) {
     if !text {
-        return out.text(&protocol::error_json(&OpError::BinaryFrame, None));
+        let json = protocol::error_json(&OpError::BinaryFrame, None);
+        return Out::new(cx.wbuf, outq).text(&json);
     }
     let req = match protocol::parse(bytes) {
         Ok(r) => r,
-        Err((e, reference)) => return out.text(&protocol::error_json(&e, reference)),
+        Err((e, reference)) => {
+            let json = protocol::error_json(&e, reference.map(|r| r.get()));
+            return Out::new(cx.wbuf, outq).text(&json);
+        }
     };
-    let reference = req.reference;
+    let reference = req.reference.map(|r| r.get());
+    let park = |op| PendingOp::Ws {
+        op,
+        reference: reference.map(Into::into),
+    };
     let reply = match req.op {
         Op::Subscribe {
             channel,
             since,
             presence,
         } => {
-            match session::subscribe(
-                hub,
-                index,
-                s,
-                who,
-                &channel,
-                since,
+            let since = since.map(Since::id);
+            let sub = Subscribe {
+                channel: &channel,
+                since: since.as_ref(),
                 presence,
-                cfg.max_subscriptions,
-            ) {
-                Ok(sub) => {
-                    out.text(&protocol::subscribed_json(
-                        &channel,
-                        sub.last_seq,
-                        sub.recovered,
-                        reference,
-                    ));
-                    for msg in &sub.replay {
-                        out.shared(if s.raw { &msg.raw_frame } else { &msg.frame });
-                    }
-                    return;
-                }
-                Err(e) => Err(e),
-            }
+                from_url: false,
+                reference,
+            };
+            return subscribe(s, sub, outq, cx);
         }
-        Op::Unsubscribe { channel } => session::unsubscribe(hub, index, s, who.worker, &channel)
+        Op::Unsubscribe { channel } => session::unsubscribe(cx, s, &channel)
             .map(|()| protocol::unsubscribed_json(&channel, reference)),
         Op::Publish { .. } if !s.may_publish => Err(OpError::Unauthorized),
         Op::Publish { channel, data } => {
-            let id = hub.publish(&channel, &Data::Json(data.get()));
-            Ok(protocol::published_json(&channel, id, reference))
+            let to = cx.reply_to();
+            match cx.hub.publish(&channel, &Data::Json(data.get()), to) {
+                Answer::Now(r) => r
+                    .map(|p| protocol::published_json(&channel, p.id, reference))
+                    .map_err(|e| op_error(&e)),
+                Answer::Later => {
+                    let op = WsOp::Publish {
+                        channel: channel.into(),
+                    };
+                    return cx.park(to, park(op));
+                }
+            }
         }
         Op::Presence { channel } => {
-            let users = hub.presence(&channel);
-            Ok(protocol::presence_json(
-                &channel,
-                users.iter().map(|u| &**u),
-                reference,
-            ))
+            let to = cx.reply_to();
+            match cx.hub.engine.presence(&channel, to) {
+                Answer::Now(r) => r
+                    .map(|users| presence_reply(&channel, &users, reference))
+                    .map_err(|e| op_error(&e)),
+                Answer::Later => {
+                    let op = WsOp::Presence {
+                        channel: channel.into(),
+                    };
+                    return cx.park(to, park(op));
+                }
+            }
         }
         Op::History {
             channel,
             since,
             limit,
         } => {
-            let (recovered, msgs) = hub.history(&channel, since, limit);
-            Ok(protocol::history_json(
-                &channel,
-                recovered,
-                msgs.iter().map(|m| m.json()),
-                reference,
-            ))
+            let to = cx.reply_to();
+            let since = since.map(Since::id);
+            match cx.hub.engine.history(&channel, since.as_ref(), limit, to) {
+                Answer::Now(r) => r
+                    .map(|h| history_reply(&channel, &h, reference))
+                    .map_err(|e| op_error(&e)),
+                Answer::Later => {
+                    let op = WsOp::History {
+                        channel: channel.into(),
+                    };
+                    return cx.park(to, park(op));
+                }
+            }
         }
     };
-    match reply {
-        Ok(json) => out.text(&json),
-        Err(e) => out.text(&protocol::error_json(&e, reference)),
-    }
+    let json = match reply {
+        Ok(json) => json,
+        Err(e) => protocol::error_json(&e, reference),
+    };
+    Out::new(cx.wbuf, outq).text(&json);
+}
+
+fn presence_reply(channel: &str, users: &[Box<str>], reference: Option<&str>) -> String {
+    protocol::presence_json(channel, users.iter().map(|u| &**u), reference)
+}
+
+fn history_reply(
+    channel: &str,
+    h: &crate::hub::engine::History,
+    reference: Option<&str>,
+) -> String {
+    protocol::history_json(
+        channel,
+        h.recovered,
+        h.messages.iter().map(|m| m.json()),
+        reference,
+    )
+}
+
+/// The later answer to one of the session's operations.
+pub fn on_answer(
+    s: &mut Session,
+    op: WsOp,
+    reference: Option<&str>,
+    answer: Answered,
+    outq: &mut Option<Box<OutQueue>>,
+    cx: &mut Cx<'_>,
+) {
+    let reply = match (op, answer) {
+        (WsOp::Publish { channel }, Answered::Published(r)) => r
+            .map(|p| protocol::published_json(&channel, p.id, reference))
+            .map_err(|e| op_error(&e)),
+        (WsOp::Presence { channel }, Answered::Presence(r)) => r
+            .map(|users| presence_reply(&channel, &users, reference))
+            .map_err(|e| op_error(&e)),
+        (WsOp::History { channel }, Answered::History(r)) => r
+            .map(|h| history_reply(&channel, &h, reference))
+            .map_err(|e| op_error(&e)),
+        (
+            WsOp::Subscribe {
+                channel,
+                presence,
+                from_url,
+                user,
+            },
+            Answered::Subscribed(r),
+        ) => {
+            s.waiting = s.waiting.saturating_sub(1);
+            match r {
+                Err(_) if from_url && s.raw => return,
+                Err(e) => Err(op_error(&e)),
+                // Asked twice, or past the limit, while the engine was answering: undone.
+                Ok(_) if s.has(cx.index, &channel) => {
+                    cx.hub
+                        .engine
+                        .unsubscribe(&channel, cx.who.worker, user.as_deref());
+                    Err(OpError::AlreadySubscribed)
+                }
+                Ok(_) if s.subs.len() >= cx.cfg.max_subscriptions => {
+                    cx.hub
+                        .engine
+                        .unsubscribe(&channel, cx.who.worker, user.as_deref());
+                    Err(OpError::TooManySubscriptions(cx.cfg.max_subscriptions))
+                }
+                Ok(sub) => {
+                    session::register(cx.index, s, cx.who, &channel, &sub, presence);
+                    let mut out = Out::new(cx.wbuf, outq);
+                    return send_subscribed(s, &channel, &sub, from_url, &mut out, reference);
+                }
+            }
+        }
+        // An answer of another kind than the request: a bug in the engine; say so.
+        (_, _) => Err(OpError::Unavailable("mismatched answer".into())),
+    };
+    let json = match reply {
+        Ok(json) => json,
+        Err(e) => protocol::error_json(&e, reference),
+    };
+    Out::new(cx.wbuf, outq).text(&json);
 }

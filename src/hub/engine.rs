@@ -1,0 +1,150 @@
+//! The seam between the node and whatever keeps the channel space: one narrow interface for
+//! publish, subscribe, history and presence. The in-memory engine (`memory`) is the embedded
+//! default; a cluster engine keeps the same promises with the state somewhere else.
+//!
+//! Every call that needs an answer may give it at once ([`Answer::Now`]) or later
+//! ([`Answer::Later`]): then the answer arrives in the asking worker's mailbox as
+//! [`crate::hub::Cmd::Answer`], addressed with the [`ReplyTo`] the call carried. A remote
+//! engine answers later; the memory engine always answers now. Either way, a subscription's
+//! answer is placed in the worker's mailbox at the exact point of the channel's stream it
+//! describes: every delivery queued before it has an id up to `last_seq`, every delivery
+//! after it an id above. That is what makes resume gap-free and duplicate-free.
+
+use std::fmt;
+use std::sync::Arc;
+
+pub use crate::codec::cursor::{Epoch, Since};
+use crate::codec::protocol::Data;
+use crate::hub::msg::Msg;
+
+/// A publish's place in its channel.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub id: u64,
+    pub epoch: Epoch,
+}
+
+/// The result of a subscribe: where the live stream starts and what to replay before it.
+#[derive(Debug)]
+pub struct Subscription {
+    /// The node's key for the channel: deliveries carry it.
+    pub channel_id: u64,
+    pub epoch: Epoch,
+    /// Live deliveries with an id above this are for the new subscriber.
+    pub last_seq: u64,
+    /// Whether `replay` holds every message after the asked position.
+    pub recovered: bool,
+    pub replay: Vec<Arc<Msg>>,
+}
+
+/// Messages of a channel after a position.
+#[derive(Debug)]
+pub struct History {
+    pub epoch: Epoch,
+    pub recovered: bool,
+    pub messages: Vec<Arc<Msg>>,
+}
+
+/// What subscribing needs to know.
+#[derive(Debug, Clone, Copy)]
+pub struct SubscribeReq<'a> {
+    pub channel: &'a str,
+    pub worker: usize,
+    pub since: Option<&'a Since>,
+    /// Joins the channel's presence as this user.
+    pub user: Option<&'a str>,
+}
+
+/// Where a later answer goes: a connection of a worker, and which of its requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyTo {
+    pub worker: u32,
+    pub key: u32,
+    pub gen: u32,
+    pub ticket: u32,
+}
+
+/// An answer now, or a promise of one through the worker's mailbox.
+#[derive(Debug)]
+pub enum Answer<T> {
+    Now(Result<T, EngineError>),
+    Later,
+}
+
+/// An answer that came later, as the worker's mailbox carries it.
+#[derive(Debug)]
+pub enum Answered {
+    Published(Result<Published, EngineError>),
+    Subscribed(Result<Subscription, EngineError>),
+    History(Result<History, EngineError>),
+    Presence(Result<Vec<Box<str>>, EngineError>),
+    Users(Result<Vec<bool>, EngineError>),
+}
+
+/// Why the engine could not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineError {
+    /// The store behind the engine is out of reach (the reason is for operators).
+    Unavailable(Box<str>),
+}
+
+impl EngineError {
+    pub fn reason(&self) -> &str {
+        match self {
+            EngineError::Unavailable(why) => why,
+        }
+    }
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EngineError::Unavailable(why) => write!(f, "unavailable: {why}"),
+        }
+    }
+}
+
+/// Whether the engine can serve; `Err` carries the reason (health checks and systemd's
+/// status line show it).
+pub type Health = Result<(), Box<str>>;
+
+/// The channel space as the node sees it.
+pub trait Engine: Send + Sync + fmt::Debug {
+    /// Assigns `data` the channel's next id, keeps it in history and delivers it to every
+    /// worker with subscribers, in id order.
+    fn publish(&self, channel: &str, data: &Data<'_>, reply: ReplyTo) -> Answer<Published>;
+
+    /// Registers a subscriber on `req.worker` (and `req.user` in the channel's presence)
+    /// and, with `since`, returns the messages after it.
+    fn subscribe(&self, req: SubscribeReq<'_>, reply: ReplyTo) -> Answer<Subscription>;
+
+    /// Removes a subscriber registered by [`Engine::subscribe`].
+    fn unsubscribe(&self, channel: &str, worker: usize, user: Option<&str>);
+
+    /// At most `limit` messages after `since` (all kept without it).
+    fn history(
+        &self,
+        channel: &str,
+        since: Option<&Since>,
+        limit: usize,
+        reply: ReplyTo,
+    ) -> Answer<History>;
+
+    /// Users present in a channel, sorted.
+    fn presence(&self, channel: &str, reply: ReplyTo) -> Answer<Vec<Box<str>>>;
+
+    /// Which of `users` have a connection open, in the same order.
+    fn users_online(&self, users: &[&str], reply: ReplyTo) -> Answer<Vec<bool>>;
+
+    /// Counts a connection that named `user` (for [`Engine::users_online`]).
+    fn user_connected(&self, user: &str);
+    fn user_disconnected(&self, user: &str);
+
+    /// Periodic upkeep (expiring history, forgetting idle channels), a bounded step per call.
+    fn maintain(&self);
+
+    /// Messages held in history (for metrics; may take locks briefly).
+    fn history_len(&self) -> usize;
+
+    fn health(&self) -> Health;
+}

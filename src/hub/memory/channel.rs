@@ -1,0 +1,145 @@
+//! One channel of the memory engine: its next id, its history (capped by count and age),
+//! which workers have subscribers, and who is present. Always used under its shard's lock.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::hub::engine::{Epoch, Since};
+use crate::hub::msg::Msg;
+
+/// History limits, from the flags.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryLimits {
+    pub size: usize,
+    pub ttl: Duration,
+}
+
+#[derive(Debug)]
+pub struct Channel {
+    /// The node's key for this channel (deliveries carry it).
+    pub id: u64,
+    pub next_seq: u64,
+    pub history: VecDeque<Arc<Msg>>,
+    /// Subscribers per worker.
+    pub subscribers: Vec<u32>,
+    /// Present users and how many of their connections are subscribed.
+    pub present: HashMap<Box<str>, u32>,
+}
+
+impl Channel {
+    pub fn new(id: u64, first_seq: u64, workers: usize) -> Channel {
+        Channel {
+            id,
+            next_seq: first_seq,
+            history: VecDeque::new(),
+            subscribers: vec![0; workers],
+            present: HashMap::new(),
+        }
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    pub fn has_subscribers(&self) -> bool {
+        self.subscribers.iter().any(|&n| n > 0)
+    }
+
+    /// Whether the channel holds nothing worth remembering but its last id.
+    pub fn is_idle(&self) -> bool {
+        !self.has_subscribers() && self.history.is_empty()
+    }
+
+    pub fn trim(&mut self, limits: &HistoryLimits, now: Instant) {
+        while self.history.len() > limits.size {
+            self.history.pop_front();
+        }
+        while self
+            .history
+            .front()
+            .is_some_and(|m| now.duration_since(m.at) > limits.ttl)
+        {
+            self.history.pop_front();
+        }
+    }
+
+    /// Messages after `since` (at most `limit`), and whether they are all there are: false
+    /// when `since` is of another epoch, older than the history kept, or newer than any id
+    /// handed out (the server restarted, or the client is confused). Without `since`, all
+    /// that is kept.
+    pub fn after(
+        &self,
+        since: Option<&Since>,
+        epoch: &Epoch,
+        limit: usize,
+        limits: &HistoryLimits,
+        now: Instant,
+    ) -> (bool, Vec<Arc<Msg>>) {
+        let live = |m: &&Arc<Msg>| now.duration_since(m.at) <= limits.ttl;
+        let (recovered, from) = match since {
+            None => (true, 0),
+            Some(s) if s.epoch.as_ref().is_some_and(|e| e != epoch) => (false, 0),
+            Some(s) => {
+                let oldest_kept = self
+                    .history
+                    .iter()
+                    .find(live)
+                    .map_or(self.next_seq, |m| m.seq);
+                let recovered = s.id <= self.last_seq() && s.id.saturating_add(1) >= oldest_kept;
+                (recovered, if s.id > self.last_seq() { 0 } else { s.id })
+            }
+        };
+        let msgs = self
+            .history
+            .iter()
+            .filter(live)
+            .filter(|m| m.seq > from)
+            .take(limit)
+            .cloned()
+            .collect();
+        (recovered, msgs)
+    }
+}
+
+/// Slots per shard remembering the last id of channels that were forgotten (see
+/// [`Retired`]): 64 × 16,384 slots of 8 bytes, allocated zeroed so untouched pages cost
+/// no memory.
+pub const RETIRED_SLOTS_PER_SHARD: usize = 16 * 1024;
+
+/// A channel with no subscribers and no history is forgotten to bound memory, but its ids
+/// must never be handed out again (a client resuming with `since` would skip the new
+/// messages that reuse them). So the last id of a forgotten channel is kept here, in a slot
+/// chosen by the name's hash, and a channel created later starts after it. Two names
+/// sharing a slot only make the newer one start higher: ids never repeat, and stay
+/// consecutive while a channel lives.
+#[derive(Debug)]
+pub struct Retired(Vec<u64>);
+
+impl Retired {
+    pub fn new() -> Retired {
+        Retired(vec![0; RETIRED_SLOTS_PER_SHARD])
+    }
+
+    /// The id a channel whose name hashes to `hash` starts after.
+    pub fn last(&self, hash: u64) -> u64 {
+        self.0.get(Self::slot(hash)).copied().unwrap_or(0)
+    }
+
+    pub fn retire(&mut self, hash: u64, last_seq: u64) {
+        if let Some(slot) = self.0.get_mut(Self::slot(hash)) {
+            *slot = (*slot).max(last_seq);
+        }
+    }
+
+    fn slot(hash: u64) -> usize {
+        // The low bits chose the shard; use the others.
+        (hash / super::SHARDS as u64) as usize % RETIRED_SLOTS_PER_SHARD
+    }
+}
+
+impl Default for Retired {
+    fn default() -> Self {
+        Self::new()
+    }
+}

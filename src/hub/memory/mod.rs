@@ -1,0 +1,490 @@
+//! The embedded engine: the whole channel space in this process.
+//!
+//! Channels live in shards, each behind its own lock. Whoever publishes takes the channel's
+//! shard lock, assigns the next id, stores the message in history and queues it to each
+//! interested worker *before releasing the lock*; so every worker's mailbox holds a
+//! channel's messages in id order, and a subscribe (which reads history and registers the
+//! worker under the same lock) splits the stream exactly: ids up to the one it saw come from
+//! history, later ids arrive through the mailbox. Every answer is given at once.
+//!
+//! The epoch is one per process: ids restart with the process, and so does the epoch.
+
+pub mod channel;
+pub mod presence;
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use crate::codec::protocol::Data;
+use crate::hub::engine::{
+    Answer, Engine, Epoch, Health, History, Published, ReplyTo, Since, SubscribeReq, Subscription,
+};
+use crate::hub::link::{self, Delivery, Wakes, Workers};
+use crate::hub::msg::Msg;
+use channel::{Channel, HistoryLimits, Retired};
+use presence::Users;
+
+/// Lock shards for channels (and for the user table). A power of two well above the worker
+/// count keeps two publishers on different channels from contending.
+pub const SHARDS: usize = 64;
+
+#[derive(Debug, Default)]
+struct Shard {
+    channels: HashMap<Box<str>, Channel>,
+    retired: Retired,
+}
+
+pub(crate) fn hash(name: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    name.hash(&mut h);
+    h.finish()
+}
+
+pub(crate) fn shard_of(name: &str) -> usize {
+    (hash(name) % SHARDS as u64) as usize
+}
+
+/// A poisoned lock means a thread panicked while holding it; the channel data is still
+/// consistent enough to keep serving (every mutation is a few field updates), so go on.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Debug)]
+pub struct MemoryEngine {
+    limits: HistoryLimits,
+    epoch: Epoch,
+    shards: Box<[Mutex<Shard>]>,
+    users: Users,
+    workers: Workers,
+    next_channel_id: AtomicU64,
+    sweep_cursor: AtomicUsize,
+}
+
+impl MemoryEngine {
+    pub fn new(limits: HistoryLimits, workers: Workers) -> Self {
+        MemoryEngine {
+            limits,
+            epoch: Epoch::random(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            users: Users::new(),
+            workers,
+            next_channel_id: AtomicU64::new(1),
+            sweep_cursor: AtomicUsize::new(0),
+        }
+    }
+
+    fn shard(&self, name: &str) -> MutexGuard<'_, Shard> {
+        // `shard_of` is below SHARDS, the length of `shards`.
+        lock(&self.shards[shard_of(name)])
+    }
+
+    /// The channel named `name` in its (locked) shard, created if needed (starting after
+    /// any id a forgotten channel of that name handed out).
+    fn channel<'s>(&self, shard: &'s mut Shard, name: &str) -> &'s mut Channel {
+        let Shard { channels, retired } = shard;
+        channels.entry(name.into()).or_insert_with(|| {
+            Channel::new(
+                self.next_channel_id.fetch_add(1, Ordering::Relaxed),
+                retired.last(hash(name)) + 1,
+                self.workers.len(),
+            )
+        })
+    }
+}
+
+impl Engine for MemoryEngine {
+    fn publish(&self, channel: &str, data: &Data<'_>, _reply: ReplyTo) -> Answer<Published> {
+        let now = Instant::now();
+        let mut wakes = Wakes::default();
+        let seq = {
+            let mut shard = self.shard(channel);
+            let ch = self.channel(&mut shard, channel);
+            let seq = ch.next_seq;
+            ch.next_seq += 1;
+            let msg = Arc::new(Msg::encode(channel, seq, data, now));
+            ch.history.push_back(msg.clone());
+            ch.trim(&self.limits, now);
+            let item = Delivery::Message(msg);
+            link::deliver(&self.workers, &ch.subscribers, ch.id, &item, &mut wakes);
+            seq
+        };
+        wakes.wake(&self.workers);
+        Answer::Now(Ok(Published {
+            id: seq,
+            epoch: self.epoch.clone(),
+        }))
+    }
+
+    fn subscribe(&self, req: SubscribeReq<'_>, _reply: ReplyTo) -> Answer<Subscription> {
+        let now = Instant::now();
+        let mut wakes = Wakes::default();
+        let sub = {
+            let mut shard = self.shard(req.channel);
+            let ch = self.channel(&mut shard, req.channel);
+            if let Some(n) = ch.subscribers.get_mut(req.worker) {
+                *n += 1;
+            }
+            let (recovered, replay) = match req.since {
+                Some(since) => ch.after(Some(since), &self.epoch, usize::MAX, &self.limits, now),
+                None => (true, Vec::new()),
+            };
+            if let Some(user) = req.user {
+                presence::change(&self.workers, ch, req.channel, user, true, &mut wakes);
+            }
+            Subscription {
+                channel_id: ch.id,
+                epoch: self.epoch.clone(),
+                last_seq: ch.last_seq(),
+                recovered,
+                replay,
+            }
+        };
+        wakes.wake(&self.workers);
+        Answer::Now(Ok(sub))
+    }
+
+    fn unsubscribe(&self, channel: &str, worker: usize, user: Option<&str>) {
+        let mut wakes = Wakes::default();
+        {
+            let mut shard = self.shard(channel);
+            let Shard { channels, retired } = &mut *shard;
+            let Some(ch) = channels.get_mut(channel) else {
+                return;
+            };
+            if let Some(n) = ch.subscribers.get_mut(worker) {
+                *n = n.saturating_sub(1);
+            }
+            if let Some(user) = user {
+                presence::change(&self.workers, ch, channel, user, false, &mut wakes);
+            }
+            if ch.is_idle() {
+                retired.retire(hash(channel), ch.last_seq());
+                channels.remove(channel);
+            }
+        }
+        wakes.wake(&self.workers);
+    }
+
+    fn history(
+        &self,
+        channel: &str,
+        since: Option<&Since>,
+        limit: usize,
+        _reply: ReplyTo,
+    ) -> Answer<History> {
+        let shard = self.shard(channel);
+        let (recovered, messages) = match shard.channels.get(channel) {
+            Some(ch) => ch.after(since, &self.epoch, limit, &self.limits, Instant::now()),
+            // A channel never published to (or long idle): nothing was lost only if the
+            // client had seen nothing either.
+            None => (since.is_none_or(|s| s.id == 0), Vec::new()),
+        };
+        Answer::Now(Ok(History {
+            epoch: self.epoch.clone(),
+            recovered,
+            messages,
+        }))
+    }
+
+    fn presence(&self, channel: &str, _reply: ReplyTo) -> Answer<Vec<Box<str>>> {
+        let shard = self.shard(channel);
+        Answer::Now(Ok(shard
+            .channels
+            .get(channel)
+            .map_or_else(Vec::new, presence::members)))
+    }
+
+    fn users_online(&self, users: &[&str], _reply: ReplyTo) -> Answer<Vec<bool>> {
+        Answer::Now(Ok(users.iter().map(|u| self.users.online(u)).collect()))
+    }
+
+    fn user_connected(&self, user: &str) {
+        self.users.connected(user);
+    }
+
+    fn user_disconnected(&self, user: &str) {
+        self.users.disconnected(user);
+    }
+
+    /// Expires history and forgets idle channels in one shard per call (a full pass every
+    /// `SHARDS` calls), so no call scans everything.
+    fn maintain(&self) {
+        let i = self.sweep_cursor.fetch_add(1, Ordering::Relaxed) % SHARDS;
+        let now = Instant::now();
+        let Some(shard) = self.shards.get(i) else {
+            return;
+        };
+        let mut shard = lock(shard);
+        let Shard { channels, retired } = &mut *shard;
+        channels.retain(|name, ch| {
+            ch.trim(&self.limits, now);
+            let keep = !ch.is_idle();
+            if !keep {
+                retired.retire(hash(name), ch.last_seq());
+            }
+            keep
+        });
+        if channels.capacity() > 64 && channels.len() < channels.capacity() / 4 {
+            channels.shrink_to_fit();
+        }
+    }
+
+    fn history_len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                lock(s)
+                    .channels
+                    .values()
+                    .map(|c| c.history.len())
+                    .sum::<usize>()
+            })
+            .sum()
+    }
+
+    fn health(&self) -> Health {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::link::{Cmd, WorkerLink};
+    use crossbeam_channel::Receiver;
+    use mio::{Poll, Token, Waker};
+    use std::time::Duration;
+
+    const R: ReplyTo = ReplyTo {
+        worker: 0,
+        key: 0,
+        gen: 0,
+        ticket: 0,
+    };
+
+    fn engine(workers: usize, size: usize) -> (MemoryEngine, Vec<Receiver<Cmd>>, Vec<Poll>) {
+        let mut links = Vec::new();
+        let mut rxs = Vec::new();
+        let mut polls = Vec::new();
+        for _ in 0..workers {
+            let poll = Poll::new().expect("poll");
+            let waker = Arc::new(Waker::new(poll.registry(), Token(0)).expect("waker"));
+            let (tx, rx) = crossbeam_channel::unbounded();
+            links.push(WorkerLink::new(tx, waker));
+            rxs.push(rx);
+            polls.push(poll);
+        }
+        let limits = HistoryLimits {
+            size,
+            ttl: Duration::from_secs(300),
+        };
+        (MemoryEngine::new(limits, links.into()), rxs, polls)
+    }
+
+    fn now<T>(a: Answer<T>) -> T {
+        match a {
+            Answer::Now(Ok(t)) => t,
+            other => panic!("expected an answer now, got {:?}", other.is_later()),
+        }
+    }
+
+    impl<T> Answer<T> {
+        fn is_later(&self) -> bool {
+            matches!(self, Answer::Later)
+        }
+    }
+
+    fn publish(e: &MemoryEngine, ch: &str, text: &str) -> u64 {
+        now(e.publish(ch, &Data::Text(text), R)).id
+    }
+
+    fn subscribe(
+        e: &MemoryEngine,
+        ch: &str,
+        w: usize,
+        since: Option<u64>,
+        user: Option<&str>,
+    ) -> Subscription {
+        let since = since.map(Since::id);
+        let req = SubscribeReq {
+            channel: ch,
+            worker: w,
+            since: since.as_ref(),
+            user,
+        };
+        now(e.subscribe(req, R))
+    }
+
+    fn history(e: &MemoryEngine, ch: &str, since: Option<u64>, limit: usize) -> (bool, Vec<u64>) {
+        let since = since.map(Since::id);
+        let h = now(e.history(ch, since.as_ref(), limit, R));
+        (h.recovered, h.messages.iter().map(|m| m.seq).collect())
+    }
+
+    fn seqs(rx: &Receiver<Cmd>) -> Vec<u64> {
+        rx.try_iter()
+            .filter_map(|c| match c {
+                Cmd::Deliver {
+                    item: Delivery::Message(m),
+                    ..
+                } => Some(m.seq),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn channels_in_shard(e: &MemoryEngine, name: &str) -> usize {
+        lock(&e.shards[shard_of(name)]).channels.len()
+    }
+
+    #[test]
+    fn publish_goes_only_to_workers_with_subscribers_in_order() {
+        let (e, rxs, _polls) = engine(2, 10);
+        publish(&e, "c", "before");
+        let sub = subscribe(&e, "c", 1, None, None);
+        assert_eq!(sub.last_seq, 1);
+        for i in 0..5 {
+            now(e.publish("c", &Data::Json(&i.to_string()), R));
+        }
+        assert!(seqs(&rxs[0]).is_empty());
+        assert_eq!(seqs(&rxs[1]), vec![2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn resume_splits_history_and_live_exactly() {
+        let (e, rxs, _polls) = engine(1, 100);
+        for _ in 0..10 {
+            publish(&e, "c", "x");
+        }
+        let sub = subscribe(&e, "c", 0, Some(4), None);
+        assert!(sub.recovered);
+        assert_eq!(
+            sub.replay.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            (5..=10).collect::<Vec<_>>()
+        );
+        publish(&e, "c", "y");
+        let live: Vec<u64> = seqs(&rxs[0])
+            .into_iter()
+            .filter(|&s| s > sub.last_seq)
+            .collect();
+        assert_eq!(live, vec![11]);
+    }
+
+    #[test]
+    fn resume_past_the_buffer_is_not_recovered() {
+        let (e, _rxs, _polls) = engine(1, 3);
+        for _ in 0..10 {
+            publish(&e, "c", "x");
+        }
+        let sub = subscribe(&e, "c", 0, Some(2), None);
+        assert!(!sub.recovered);
+        assert_eq!(
+            sub.replay.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            vec![8, 9, 10]
+        );
+        let sub = subscribe(&e, "c", 0, Some(7), None);
+        assert!(sub.recovered, "7 is just before the oldest kept (8)");
+        let sub = subscribe(&e, "c", 0, Some(99), None);
+        assert!(!sub.recovered, "an id never handed out");
+        assert_eq!(history(&e, "c", Some(8), 1), (true, vec![9]));
+    }
+
+    #[test]
+    fn a_position_from_another_epoch_is_not_recovered() {
+        let (e, _rxs, _polls) = engine(1, 10);
+        for _ in 0..3 {
+            publish(&e, "c", "x");
+        }
+        let other = Since {
+            id: 1,
+            epoch: Epoch::parse("elsewhere"),
+        };
+        let h = now(e.history("c", Some(&other), 10, R));
+        assert!(!h.recovered);
+        assert_eq!(h.messages.len(), 3, "what is kept is still replayed");
+        let ours = Since {
+            id: 1,
+            epoch: Some(h.epoch.clone()),
+        };
+        let h = now(e.history("c", Some(&ours), 10, R));
+        assert!(h.recovered);
+        assert_eq!(h.messages.len(), 2);
+    }
+
+    #[test]
+    fn history_ttl_hides_old_messages() {
+        let (mut e, _rxs, _polls) = engine(1, 10);
+        e.limits.ttl = Duration::from_millis(0);
+        publish(&e, "c", "x");
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(history(&e, "c", Some(0), 10), (false, vec![]));
+    }
+
+    #[test]
+    fn presence_counts_connections_and_emits_join_leave_once() {
+        let (e, rxs, _polls) = engine(1, 10);
+        subscribe(&e, "c", 0, None, Some("alice"));
+        subscribe(&e, "c", 0, None, Some("alice"));
+        subscribe(&e, "c", 0, None, Some("bob"));
+        assert_eq!(now(e.presence("c", R)), vec!["alice".into(), "bob".into()]);
+        e.unsubscribe("c", 0, Some("alice"));
+        assert_eq!(now(e.presence("c", R)).len(), 2);
+        e.unsubscribe("c", 0, Some("alice"));
+        assert_eq!(now(e.presence("c", R)), vec![Box::<str>::from("bob")]);
+        let events: Vec<String> = rxs[0]
+            .try_iter()
+            .filter_map(|c| match c {
+                Cmd::Deliver {
+                    item: Delivery::Presence(f),
+                    ..
+                } => Some(String::from_utf8_lossy(&f[2..]).into_owned()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(events.len(), 3, "{events:?}");
+        assert!(events[0].contains("\"join\"") && events[0].contains("alice"));
+        assert!(events[2].contains("\"leave\"") && events[2].contains("alice"));
+    }
+
+    #[test]
+    fn a_forgotten_channel_never_hands_out_an_id_again() {
+        let (e, _rxs, _polls) = engine(1, 0);
+        subscribe(&e, "c", 0, None, None);
+        assert_eq!(publish(&e, "c", "a"), 1);
+        assert_eq!(publish(&e, "c", "b"), 2);
+        e.unsubscribe("c", 0, None); // no subscribers, no history: forgotten
+        assert_eq!(channels_in_shard(&e, "c"), 0);
+        assert_eq!(publish(&e, "c", "c"), 3, "ids continue after the last one");
+        let sub = subscribe(&e, "c", 0, Some(2), None);
+        assert!(!sub.recovered, "id 3 was published and not kept");
+        e.unsubscribe("c", 0, None);
+        // The same through the janitor's sweep: a publish re-creates "c" with no subscribers
+        // and (history size 0) no history, so a full sweep forgets it.
+        assert_eq!(publish(&e, "c", "d"), 4);
+        assert_eq!(channels_in_shard(&e, "c"), 1);
+        for _ in 0..SHARDS {
+            e.maintain();
+        }
+        assert_eq!(channels_in_shard(&e, "c"), 0);
+        assert_eq!(publish(&e, "c", "e"), 5);
+    }
+
+    #[test]
+    fn idle_channels_are_forgotten_and_users_counted() {
+        let (e, _rxs, _polls) = engine(1, 10);
+        subscribe(&e, "gone", 0, None, None);
+        e.unsubscribe("gone", 0, None);
+        assert_eq!(channels_in_shard(&e, "gone"), 0);
+        e.user_connected("u");
+        e.user_connected("u");
+        e.user_disconnected("u");
+        assert_eq!(now(e.users_online(&["u", "v"], R)), vec![true, false]);
+        e.user_disconnected("u");
+        assert_eq!(now(e.users_online(&["u"], R)), vec![false]);
+    }
+}
