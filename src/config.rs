@@ -36,6 +36,9 @@ pub const MAX_HISTORY_SIZE: usize = 1_000_000;
 pub const FD_RESERVE: u64 = 64;
 /// Upper bound on `--max-header-bytes`: a request head is read whole into memory.
 pub const MAX_HEADER_BYTES_LIMIT: usize = 1024 * 1024;
+/// Most `--listen` addresses: each worker has one listener per address, and the token module
+/// reserves this many tokens for them.
+pub const MAX_LISTENERS: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {
@@ -441,10 +444,10 @@ where
                 .map_err(|_| ConfigError("bad default listen address".into()))?,
         );
     }
-    if cfg.listen.len() > crate::token::MAX_LISTENERS {
+    if cfg.listen.len() > MAX_LISTENERS {
         return Err(ConfigError(format!(
             "at most {} --listen addresses",
-            crate::token::MAX_LISTENERS
+            MAX_LISTENERS
         )));
     }
     if cfg.idle_timeout <= cfg.ping_interval {
