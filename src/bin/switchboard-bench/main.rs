@@ -9,7 +9,6 @@ mod cli;
 mod conn;
 mod coord;
 mod http;
-mod json;
 mod memprobe;
 mod modes;
 mod net;
@@ -18,6 +17,7 @@ mod procs;
 mod progress;
 mod report;
 mod rng;
+mod scan;
 mod sys;
 mod table;
 mod wire;
@@ -69,13 +69,24 @@ fn main() -> ExitCode {
     let mut out = std::io::stdout().lock();
     if cfg.child_index.is_some() {
         // Raw material for the parent's merge; a vanished parent has no use for it either.
-        let _ = writeln!(out, "{}", report.to_json(true).to_json());
-        return ExitCode::SUCCESS;
+        return match report.to_json(true) {
+            Ok(json) => {
+                let _ = writeln!(out, "{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("switchboard-bench: encoding the report: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     report.procs = u64::from(cfg.procs);
     report.finalize();
     let written = if cfg.json {
-        writeln!(out, "{}", report.to_json(false).to_json())
+        report
+            .to_json(false)
+            .map_err(std::io::Error::from)
+            .and_then(|json| writeln!(out, "{json}"))
     } else {
         write!(out, "{}", report.render())
     };
