@@ -3,10 +3,17 @@
 //! Flags come from the command line or, for deployments under systemd, from environment
 //! variables named `SWITCHBOARD_<FLAG>` (`--max-connections` → `SWITCHBOARD_MAX_CONNECTIONS`;
 //! repeatable flags take a comma-separated list). The command line wins over the environment.
+//! Each flag is declared once, on [`Flags`]: clap parses it, reads its variable and prints it
+//! in `--help` (grouped by topic, with its default and variable) from the same attributes.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 /// Default listen address: loopback, so a bare start exposes nothing.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -36,8 +43,20 @@ pub const MAX_HISTORY_SIZE: usize = 1_000_000;
 pub const FD_RESERVE: u64 = 64;
 /// Upper bound on `--max-header-bytes`: a request head is read whole into memory.
 pub const MAX_HEADER_BYTES_LIMIT: usize = 1024 * 1024;
+/// Most `--listen` addresses: each worker has one listener per address, and the token module
+/// reserves this many tokens for them.
+pub const MAX_LISTENERS: usize = 32;
+/// Upper bound on `--workers`.
+pub const MAX_WORKERS: usize = 1024;
+/// Upper bound on `--max-subscriptions`.
+pub const MAX_SUBSCRIPTIONS_LIMIT: usize = 100_000;
+/// Upper bound on `--max-message-bytes` and `--max-outbound-bytes` (2 GiB).
+pub const MAX_BYTES_LIMIT: usize = 1 << 31;
+/// Upper bound on every timeout and interval flag (one day), in seconds.
+pub const MAX_TIMEOUT_S: usize = 86_400;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// What to log; `Error` logs least.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
 pub enum LogLevel {
     Error,
     Warn,
@@ -74,7 +93,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: Vec::new(),
-            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            workers: default_workers(),
             max_connections: None,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
@@ -96,6 +115,10 @@ impl Default for Config {
     }
 }
 
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// A refused flag or value: one line for the operator; the process exits 2.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError(pub String);
@@ -112,236 +135,320 @@ impl std::error::Error for ConfigError {}
 #[derive(Debug)]
 pub enum Command {
     Run(Box<Config>),
-    Help,
-    Version,
+    /// `--help` or `--version`: clap's text, to print on stdout (`clap::Error::print`) before
+    /// exiting 0.
+    Print(clap::Error),
 }
 
-struct Flag {
-    name: &'static str,
-    value: &'static str,
-    default: &'static str,
-    help: &'static str,
-    repeatable: bool,
-    apply: fn(&mut Config, &str) -> Result<(), String>,
+// `--help` headings. clap lists them in the order of the first flag under each, so the
+// fields of `Flags` are grouped in this order; cluster flags get a "Cluster" heading of their
+// own, after "History".
+const LISTENING: &str = "Listening";
+const WEBSOCKET: &str = "WebSocket";
+const LIMITS: &str = "Limits";
+const TIMEOUTS: &str = "Heartbeats and timeouts";
+const HISTORY: &str = "History";
+const SECURITY: &str = "Security";
+const LOGGING: &str = "Logging";
+
+/// Every flag, as the command line and the environment give it. One-paragraph doc comments
+/// only: a second paragraph would make clap print a different, longer `--help` than `-h`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "switchboard: a real-time WebSocket server",
+    long_about = None,
+    after_help = "Every flag can also come from the environment variable shown; repeatable flags \
+                  take a comma-separated list there. The command line wins over the environment.",
+    next_line_help = true
+)]
+struct Flags {
+    /// address to listen on (repeatable; port 0 picks a free port)
+    #[arg(long, value_name = "ADDR", env = "SWITCHBOARD_LISTEN", help_heading = LISTENING,
+          default_value = DEFAULT_LISTEN, value_parser = listen_item, value_delimiter = ',')]
+    listen: Vec<Option<SocketAddr>>,
+
+    /// event-loop threads, each with its own listener (SO_REUSEPORT) and connections
+    #[arg(long, value_name = "N", env = "SWITCHBOARD_WORKERS", help_heading = LISTENING,
+          value_parser = range::<1, MAX_WORKERS>)]
+    workers: Option<usize>,
+
+    /// WebSocket subprotocol to accept, in order of preference (repeatable)
+    #[arg(long, value_name = "NAME", env = "SWITCHBOARD_SUBPROTOCOL", help_heading = WEBSOCKET,
+          value_parser = list_item, value_delimiter = ',')]
+    subprotocol: Vec<Option<String>>,
+
+    /// open connections before new ones get 503
+    #[arg(long, value_name = "N", env = "SWITCHBOARD_MAX_CONNECTIONS", help_heading = LIMITS,
+          value_parser = range::<1, { usize::MAX }>)]
+    max_connections: Option<usize>,
+
+    /// largest HTTP request head (431 above)
+    #[arg(long, value_name = "N", env = "SWITCHBOARD_MAX_HEADER_BYTES", help_heading = LIMITS,
+          default_value_t = DEFAULT_MAX_HEADER_BYTES,
+          value_parser = range::<256, MAX_HEADER_BYTES_LIMIT>)]
+    max_header_bytes: usize,
+
+    /// largest WebSocket message, all fragments (close 1009 above); also the largest HTTP
+    /// body (413)
+    #[arg(long, value_name = "N", env = "SWITCHBOARD_MAX_MESSAGE_BYTES", help_heading = LIMITS,
+          default_value_t = DEFAULT_MAX_MESSAGE_BYTES,
+          value_parser = range::<125, MAX_BYTES_LIMIT>)]
+    max_message_bytes: usize,
+
+    /// queued output per connection; above it a reader is paused or a subscriber cut off (1008)
+    #[arg(long, value_name = "N", env = "SWITCHBOARD_MAX_OUTBOUND_BYTES", help_heading = LIMITS,
+          default_value_t = DEFAULT_MAX_OUTBOUND_BYTES,
+          value_parser = range::<1024, MAX_BYTES_LIMIT>)]
+    max_outbound_bytes: usize,
+
+    /// channels one connection may subscribe to
+    #[arg(long, value_name = "N", env = "SWITCHBOARD_MAX_SUBSCRIPTIONS", help_heading = LIMITS,
+          default_value_t = DEFAULT_MAX_SUBSCRIPTIONS,
+          value_parser = range::<1, MAX_SUBSCRIPTIONS_LIMIT>)]
+    max_subscriptions: usize,
+
+    /// ping a connection that has been silent this long (SSE: a comment)
+    #[arg(long, value_name = "SECONDS", env = "SWITCHBOARD_PING_INTERVAL", help_heading = TIMEOUTS,
+          default_value_t = DEFAULT_PING_INTERVAL_S, value_parser = secs)]
+    ping_interval: u64,
+
+    /// close a connection that sent nothing (no data, no pong) this long; must be longer than
+    /// --ping-interval
+    #[arg(long, value_name = "SECONDS", env = "SWITCHBOARD_IDLE_TIMEOUT", help_heading = TIMEOUTS,
+          default_value_t = DEFAULT_IDLE_TIMEOUT_S, value_parser = secs)]
+    idle_timeout: u64,
+
+    /// time allowed for an HTTP request head (also the keep-alive idle time)
+    #[arg(long, value_name = "SECONDS", env = "SWITCHBOARD_HANDSHAKE_TIMEOUT",
+          help_heading = TIMEOUTS, default_value_t = DEFAULT_HANDSHAKE_TIMEOUT_S,
+          value_parser = secs)]
+    handshake_timeout: u64,
+
+    /// time a closing connection gets to answer our Close before it is dropped
+    #[arg(long, value_name = "SECONDS", env = "SWITCHBOARD_CLOSE_TIMEOUT", help_heading = TIMEOUTS,
+          default_value_t = DEFAULT_CLOSE_TIMEOUT_S, value_parser = secs)]
+    close_timeout: u64,
+
+    /// on SIGTERM/SIGINT, time to flush and finish close handshakes before exit
+    #[arg(long, value_name = "SECONDS", env = "SWITCHBOARD_SHUTDOWN_TIMEOUT",
+          help_heading = TIMEOUTS, default_value_t = DEFAULT_SHUTDOWN_TIMEOUT_S,
+          value_parser = secs)]
+    shutdown_timeout: u64,
+
+    /// a long-poll (GET /poll) with nothing new answers with no messages after this
+    #[arg(long, value_name = "SECONDS", env = "SWITCHBOARD_POLL_TIMEOUT", help_heading = TIMEOUTS,
+          default_value_t = DEFAULT_POLL_TIMEOUT_S, value_parser = secs)]
+    poll_timeout: u64,
+
+    /// messages kept per channel for resume (since=) and GET /history
+    #[arg(long, value_name = "N", env = "SWITCHBOARD_HISTORY_SIZE", help_heading = HISTORY,
+          default_value_t = DEFAULT_HISTORY_SIZE, value_parser = range::<0, MAX_HISTORY_SIZE>)]
+    history_size: usize,
+
+    /// how long a message stays in history
+    #[arg(long, value_name = "SECONDS", env = "SWITCHBOARD_HISTORY_TTL", help_heading = HISTORY,
+          default_value_t = DEFAULT_HISTORY_TTL_S, value_parser = secs)]
+    history_ttl: u64,
+
+    /// Origin accepted for upgrades (repeatable; others get 403); also enables CORS for them
+    #[arg(long, value_name = "ORIGIN", env = "SWITCHBOARD_ALLOWED_ORIGIN", help_heading = SECURITY,
+          value_parser = list_item, value_delimiter = ',')]
+    allowed_origin: Vec<Option<String>>,
+
+    /// require Authorization: Bearer TOKEN on POST /publish (401 otherwise)
+    #[arg(long, value_name = "TOKEN", env = "SWITCHBOARD_PUBLISH_TOKEN", help_heading = SECURITY,
+          value_parser = non_empty)]
+    publish_token: Option<String>,
+
+    /// what to log (to stderr)
+    #[arg(long, value_name = "LEVEL", env = "SWITCHBOARD_LOG_LEVEL", help_heading = LOGGING,
+          value_enum, default_value_t = LogLevel::Info)]
+    log_level: LogLevel,
 }
 
-const FLAGS: &[Flag] = &[
-    Flag {
-        name: "listen",
-        value: "ADDR",
-        default: DEFAULT_LISTEN,
-        help: "address to listen on (repeatable; port 0 picks a free port)",
-        repeatable: true,
-        apply: |c, v| {
-            c.listen.push(v.parse().map_err(|_| format!("not an IP:PORT address: {v:?}"))?);
-            Ok(())
+/// What `--help` shows as the default of flags without one clap could print: the value is
+/// worked out at start, or the feature is off. (Arg id, text.)
+fn computed_defaults() -> [(&'static str, String); 5] {
+    [
+        ("workers", "CPU count".into()),
+        ("max_connections", format!("fd limit - {FD_RESERVE}")),
+        ("subprotocol", "none".into()),
+        ("allowed_origin", "any".into()),
+        ("publish_token", "none".into()),
+    ]
+}
+
+/// The clap command for the server's flags, as `parse` uses it.
+pub fn command() -> clap::Command {
+    let computed = computed_defaults();
+    // `mut_args` edits in place (`mut_arg` would move an arg, and so its heading, to the end).
+    Flags::command().mut_args(|a| {
+        // Values may start with '-' (`--publish-token -x`; `--workers -1` gets "not a whole
+        // number" rather than "unknown flag -1"), as every value is a flag's argument here;
+        // variables show by name only, so `--help` never prints a token from the environment.
+        let a = a.allow_hyphen_values(true).hide_env_values(true);
+        let Some((_, shown)) = computed.iter().find(|(id, _)| a.get_id() == *id) else {
+            return a;
+        };
+        // The same "[env: ..] [default: ..]" order clap uses for the others.
+        let help = a.get_help().map(ToString::to_string).unwrap_or_default();
+        let env = a
+            .get_env()
+            .map(|e| e.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        a.help(format!("{help} [env: {env}] [default: {shown}]"))
+            .hide_env(true)
+    })
+}
+
+/// Parses the command line (without the program name) over the process environment.
+pub fn parse<I, T>(args: I) -> Result<Command, ConfigError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    parse_with(command(), args)
+}
+
+fn parse_with<I, T>(cmd: clap::Command, args: I) -> Result<Command, ConfigError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    let argv =
+        std::iter::once(OsString::from("switchboard")).chain(args.into_iter().map(Into::into));
+    let matches = match cmd.try_get_matches_from(argv) {
+        Ok(m) => m,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            return Ok(Command::Print(e));
+        }
+        Err(e) => return Err(ConfigError(one_line(&e))),
+    };
+    let flags = Flags::from_arg_matches(&matches).map_err(|e| ConfigError(one_line(&e)))?;
+    flags
+        .into_config(&matches)
+        .map(|c| Command::Run(Box::new(c)))
+}
+
+impl Flags {
+    fn into_config(self, matches: &ArgMatches) -> Result<Config, ConfigError> {
+        let mut listen = list(matches, "listen", self.listen)?;
+        if listen.is_empty() {
+            // Only a variable of empty items gets here: it means "not set".
+            listen.push(
+                DEFAULT_LISTEN
+                    .parse()
+                    .map_err(|_| ConfigError("bad default listen address".into()))?,
+            );
+        }
+        if listen.len() > MAX_LISTENERS {
+            return Err(ConfigError(format!(
+                "at most {MAX_LISTENERS} --listen addresses"
+            )));
+        }
+        if self.idle_timeout <= self.ping_interval {
+            return Err(ConfigError(format!(
+                "--idle-timeout ({}s) must be longer than --ping-interval ({}s) so a pong can arrive",
+                self.idle_timeout, self.ping_interval
+            )));
+        }
+        Ok(Config {
+            listen,
+            workers: self.workers.unwrap_or_else(default_workers),
+            max_connections: self.max_connections,
+            max_header_bytes: self.max_header_bytes,
+            max_message_bytes: self.max_message_bytes,
+            max_outbound_bytes: self.max_outbound_bytes,
+            allowed_origins: list(matches, "allowed_origin", self.allowed_origin)?,
+            subprotocols: list(matches, "subprotocol", self.subprotocol)?,
+            ping_interval: Duration::from_secs(self.ping_interval),
+            idle_timeout: Duration::from_secs(self.idle_timeout),
+            handshake_timeout: Duration::from_secs(self.handshake_timeout),
+            close_timeout: Duration::from_secs(self.close_timeout),
+            shutdown_timeout: Duration::from_secs(self.shutdown_timeout),
+            poll_timeout: Duration::from_secs(self.poll_timeout),
+            log_level: self.log_level,
+            history_size: self.history_size,
+            history_ttl: Duration::from_secs(self.history_ttl),
+            max_subscriptions: self.max_subscriptions,
+            publish_token: self.publish_token,
+        })
+    }
+}
+
+/// A repeatable flag's items. An empty item is skipped in a variable's comma list (a trailing
+/// comma, or a variable set to nothing) but refused on the command line.
+fn list<T>(matches: &ArgMatches, id: &str, items: Vec<Option<T>>) -> Result<Vec<T>, ConfigError> {
+    let from_env = matches.value_source(id) == Some(ValueSource::EnvVariable);
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Some(v) => out.push(v),
+            None if from_env => {}
+            None => {
+                return Err(ConfigError(format!(
+                    "--{}: empty value",
+                    id.replace('_', "-")
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// clap's own message carries a usage block and tips; the operator (and the journal) gets one
+/// line naming the flag and what is wrong with it.
+fn one_line(e: &clap::Error) -> String {
+    let text = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.as_str()),
+        _ => None,
+    };
+    // clap names an argument with its value: "--workers <N>".
+    let arg = text(ContextKind::InvalidArg).unwrap_or_default();
+    let (flag, value_name) = arg.split_once(' ').unwrap_or((arg, ""));
+    match e.kind() {
+        ErrorKind::UnknownArgument if arg.starts_with("--") => {
+            let flag = arg.split('=').next().unwrap_or(arg);
+            match text(ContextKind::SuggestedArg) {
+                Some(s) => format!("unknown flag {flag} (did you mean {s}?)"),
+                None => format!("unknown flag {flag} (see --help)"),
+            }
+        }
+        ErrorKind::UnknownArgument => format!("unexpected argument {arg:?} (see --help)"),
+        ErrorKind::ValueValidation => match std::error::Error::source(e) {
+            Some(why) => format!("{flag}: {why}"),
+            None => format!("{flag}: invalid value"),
         },
-    },
-    Flag {
-        name: "workers",
-        value: "N",
-        default: "CPU count",
-        help: "event-loop threads, each with its own listener (SO_REUSEPORT) and connections",
-        repeatable: false,
-        apply: |c, v| {
-            c.workers = parse_range(v, 1, 1024)?;
-            Ok(())
+        ErrorKind::InvalidValue => match text(ContextKind::InvalidValue) {
+            Some(v) if !v.is_empty() => {
+                let valid = match e.get(ContextKind::ValidValue) {
+                    Some(ContextValue::Strings(v)) => v.join(", "),
+                    _ => String::new(),
+                };
+                format!("{flag}: expected one of {valid}, got {v:?}")
+            }
+            _ => format!(
+                "{flag} needs a value ({})",
+                value_name.trim_matches(|c| c == '<' || c == '>')
+            ),
         },
-    },
-    Flag {
-        name: "max-connections",
-        value: "N",
-        default: "fd limit - 64",
-        help: "open connections before new ones get 503",
-        repeatable: false,
-        apply: |c, v| {
-            c.max_connections = Some(parse_range(v, 1, usize::MAX)?);
-            Ok(())
-        },
-    },
-    Flag {
-        name: "max-header-bytes",
-        value: "N",
-        default: "8192",
-        help: "largest HTTP request head (431 above)",
-        repeatable: false,
-        apply: |c, v| {
-            c.max_header_bytes = parse_range(v, 256, MAX_HEADER_BYTES_LIMIT)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "max-message-bytes",
-        value: "N",
-        default: "1048576",
-        help: "largest WebSocket message, all fragments (close 1009 above)",
-        repeatable: false,
-        apply: |c, v| {
-            c.max_message_bytes = parse_range(v, 125, 1 << 31)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "max-outbound-bytes",
-        value: "N",
-        default: "1048576",
-        help: "queued output per connection; above it a reader is paused or a subscriber cut off (1008)",
-        repeatable: false,
-        apply: |c, v| {
-            c.max_outbound_bytes = parse_range(v, 1024, 1 << 31)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "allowed-origin",
-        value: "ORIGIN",
-        default: "any",
-        help: "Origin accepted for upgrades (repeatable; others get 403)",
-        repeatable: true,
-        apply: |c, v| {
-            c.allowed_origins.push(non_empty(v)?);
-            Ok(())
-        },
-    },
-    Flag {
-        name: "subprotocol",
-        value: "NAME",
-        default: "none",
-        help: "WebSocket subprotocol to accept, in order of preference (repeatable)",
-        repeatable: true,
-        apply: |c, v| {
-            c.subprotocols.push(non_empty(v)?);
-            Ok(())
-        },
-    },
-    Flag {
-        name: "ping-interval",
-        value: "SECONDS",
-        default: "30",
-        help: "ping a connection that has been silent this long",
-        repeatable: false,
-        apply: |c, v| {
-            c.ping_interval = parse_secs(v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "idle-timeout",
-        value: "SECONDS",
-        default: "60",
-        help: "close a connection that sent nothing (no data, no pong) this long",
-        repeatable: false,
-        apply: |c, v| {
-            c.idle_timeout = parse_secs(v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "handshake-timeout",
-        value: "SECONDS",
-        default: "10",
-        help: "time allowed for the HTTP request head",
-        repeatable: false,
-        apply: |c, v| {
-            c.handshake_timeout = parse_secs(v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "close-timeout",
-        value: "SECONDS",
-        default: "5",
-        help: "time a closing connection gets to answer our Close before it is dropped",
-        repeatable: false,
-        apply: |c, v| {
-            c.close_timeout = parse_secs(v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "shutdown-timeout",
-        value: "SECONDS",
-        default: "10",
-        help: "on SIGTERM/SIGINT, time to flush and finish close handshakes before exit",
-        repeatable: false,
-        apply: |c, v| {
-            c.shutdown_timeout = parse_secs(v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "poll-timeout",
-        value: "SECONDS",
-        default: "25",
-        help: "a long-poll (GET /poll) with nothing new answers with no messages after this",
-        repeatable: false,
-        apply: |c, v| {
-            c.poll_timeout = parse_secs(v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "history-size",
-        value: "N",
-        default: "1000",
-        help: "messages kept per channel for resume (since=) and GET /history",
-        repeatable: false,
-        apply: |c, v| {
-            c.history_size = parse_range(v, 0, MAX_HISTORY_SIZE)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "history-ttl",
-        value: "SECONDS",
-        default: "300",
-        help: "how long a message stays in history",
-        repeatable: false,
-        apply: |c, v| {
-            c.history_ttl = parse_secs(v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "max-subscriptions",
-        value: "N",
-        default: "100",
-        help: "channels one connection may subscribe to",
-        repeatable: false,
-        apply: |c, v| {
-            c.max_subscriptions = parse_range(v, 1, 100_000)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "publish-token",
-        value: "TOKEN",
-        default: "none",
-        help: "require Authorization: Bearer TOKEN on POST /publish (401 otherwise)",
-        repeatable: false,
-        apply: |c, v| {
-            c.publish_token = Some(non_empty(v)?);
-            Ok(())
-        },
-    },
-    Flag {
-        name: "log-level",
-        value: "LEVEL",
-        default: "info",
-        help: "error, warn, info or debug (logs go to stderr)",
-        repeatable: false,
-        apply: |c, v| {
-            c.log_level = match v {
-                "error" => LogLevel::Error,
-                "warn" => LogLevel::Warn,
-                "info" => LogLevel::Info,
-                "debug" => LogLevel::Debug,
-                _ => return Err(format!("expected error, warn, info or debug, got {v:?}")),
-            };
-            Ok(())
-        },
-    },
-];
+        ErrorKind::ArgumentConflict if text(ContextKind::PriorArg) == Some(arg) => {
+            format!("{flag} given more than once")
+        }
+        _ => {
+            let full = e.to_string();
+            let first = full.lines().next().unwrap_or_default();
+            first.strip_prefix("error: ").unwrap_or(first).to_string()
+        }
+    }
+}
+
+/// A whole number in `MIN..=MAX`.
+fn range<const MIN: usize, const MAX: usize>(v: &str) -> Result<usize, String> {
+    parse_range(v, MIN, MAX)
+}
 
 fn parse_range(v: &str, min: usize, max: usize) -> Result<usize, String> {
     match v.parse::<usize>() {
@@ -351,9 +458,9 @@ fn parse_range(v: &str, min: usize, max: usize) -> Result<usize, String> {
     }
 }
 
-fn parse_secs(v: &str) -> Result<Duration, String> {
+fn secs(v: &str) -> Result<u64, String> {
     // Whole seconds, at least 1: a zero timeout would close everything at once.
-    parse_range(v, 1, 86_400).map(|s| Duration::from_secs(s as u64))
+    parse_range(v, 1, MAX_TIMEOUT_S).map(|s| s as u64)
 }
 
 fn non_empty(v: &str) -> Result<String, String> {
@@ -364,201 +471,197 @@ fn non_empty(v: &str) -> Result<String, String> {
     }
 }
 
-fn env_name(flag: &str) -> String {
-    format!(
-        "SWITCHBOARD_{}",
-        flag.to_ascii_uppercase().replace('-', "_")
-    )
+/// One item of `--allowed-origin`/`--subprotocol`; `None` for an empty one (see [`list`]).
+fn list_item(v: &str) -> Result<Option<String>, String> {
+    let v = v.trim();
+    Ok((!v.is_empty()).then(|| v.to_string()))
 }
 
-/// Parses the command line (without the program name) over the environment.
-pub fn parse<I, E>(args: I, env: E) -> Result<Command, ConfigError>
-where
-    I: IntoIterator<Item = String>,
-    E: Fn(&str) -> Option<String>,
-{
-    let mut cfg = Config::default();
-    let mut given: Vec<(&Flag, String)> = Vec::new();
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "-h" | "--help" => return Ok(Command::Help),
-            "-V" | "--version" => return Ok(Command::Version),
-            _ => {}
-        }
-        let Some(body) = arg.strip_prefix("--") else {
-            return Err(ConfigError(format!(
-                "unexpected argument {arg:?} (see --help)"
-            )));
-        };
-        let (name, inline) = match body.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_string())),
-            None => (body, None),
-        };
-        let flag = FLAGS
-            .iter()
-            .find(|f| f.name == name)
-            .ok_or_else(|| ConfigError(format!("unknown flag --{name} (see --help)")))?;
-        let value = match inline {
-            Some(v) => v,
-            None => args
-                .next()
-                .ok_or_else(|| ConfigError(format!("--{name} needs a value ({})", flag.value)))?,
-        };
-        given.push((flag, value));
+/// One item of `--listen`; `None` for an empty one (see [`list`]).
+fn listen_item(v: &str) -> Result<Option<SocketAddr>, String> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok(None);
     }
-    for flag in FLAGS {
-        let on_cli: Vec<&String> = given
-            .iter()
-            .filter(|(f, _)| f.name == flag.name)
-            .map(|(_, v)| v)
-            .collect();
-        if !flag.repeatable && on_cli.len() > 1 {
-            return Err(ConfigError(format!("--{} given more than once", flag.name)));
-        }
-        let values: Vec<String> = if !on_cli.is_empty() {
-            on_cli.into_iter().cloned().collect()
-        } else if let Some(v) = env(&env_name(flag.name)) {
-            if flag.repeatable {
-                v.split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            } else {
-                vec![v]
-            }
-        } else {
-            continue;
-        };
-        for v in values {
-            (flag.apply)(&mut cfg, &v).map_err(|e| ConfigError(format!("--{}: {e}", flag.name)))?;
-        }
-    }
-    if cfg.listen.is_empty() {
-        cfg.listen.push(
-            DEFAULT_LISTEN
-                .parse()
-                .map_err(|_| ConfigError("bad default listen address".into()))?,
-        );
-    }
-    if cfg.listen.len() > crate::net::token::MAX_LISTENERS {
-        return Err(ConfigError(format!(
-            "at most {} --listen addresses",
-            crate::net::token::MAX_LISTENERS
-        )));
-    }
-    if cfg.idle_timeout <= cfg.ping_interval {
-        return Err(ConfigError(format!(
-            "--idle-timeout ({}s) must be longer than --ping-interval ({}s) so a pong can arrive",
-            cfg.idle_timeout.as_secs(),
-            cfg.ping_interval.as_secs()
-        )));
-    }
-    Ok(Command::Run(Box::new(cfg)))
-}
-
-/// The `--help` text: every flag with its default and environment variable.
-pub fn help() -> String {
-    let mut s = String::from(
-        "switchboard: a real-time WebSocket server\n\nUSAGE: switchboard [FLAGS]\n\nFLAGS (each also read from the environment variable shown; repeatable flags take a comma list there):\n",
-    );
-    for f in FLAGS {
-        s.push_str(&format!(
-            "  --{} {}\n      {} [default: {}] [env: {}]\n",
-            f.name,
-            f.value,
-            f.help,
-            f.default,
-            env_name(f.name)
-        ));
-    }
-    s.push_str("  -h, --help\n      print this help\n  -V, --version\n      print the version\n");
-    s
+    v.parse()
+        .map(Some)
+        .map_err(|_| format!("not an IP:PORT address: {v:?}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        match parse(args.iter().map(|s| s.to_string()), |k| {
-            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
-        })? {
+    /// Parses `args` as if no `SWITCHBOARD_*` variable were set (clap reads the real
+    /// environment; the integration tests in tests/config_cli.rs cover variables).
+    fn run(args: &[&str]) -> Result<Config, ConfigError> {
+        let cmd = command().mut_args(|a| a.env(None));
+        match parse_with(cmd, args.iter().copied())? {
             Command::Run(c) => Ok(*c),
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
-    fn defaults() {
-        let c = run(&[], &[]).unwrap();
-        assert_eq!(c.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
-        assert_eq!(c.max_header_bytes, 8192);
-        assert_eq!(c.max_message_bytes, 1 << 20);
-        assert_eq!(c.ping_interval, Duration::from_secs(30));
-        assert_eq!(c.idle_timeout, Duration::from_secs(60));
-        assert_eq!(c.max_connections, None);
+    fn clap_accepts_the_declarations() {
+        command().debug_assert();
     }
 
     #[test]
-    fn flags_env_and_precedence() {
-        let c = run(
-            &[
-                "--listen",
-                "127.0.0.1:0",
-                "--listen=[::1]:9000",
-                "--workers",
-                "3",
-                "--subprotocol",
-                "chat",
-            ],
-            &[
-                ("SWITCHBOARD_WORKERS", "5"),
-                ("SWITCHBOARD_ALLOWED_ORIGIN", "http://a, http://b"),
-                ("SWITCHBOARD_IDLE_TIMEOUT", "90"),
-            ],
-        )
+    fn defaults() {
+        let c = run(&[]).unwrap();
+        assert_eq!(c.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
+        assert_eq!(c.workers, default_workers());
+        assert_eq!(c.max_header_bytes, 8192);
+        assert_eq!(c.max_message_bytes, 1 << 20);
+        assert_eq!(c.max_outbound_bytes, 1 << 20);
+        assert_eq!(c.ping_interval, Duration::from_secs(30));
+        assert_eq!(c.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.poll_timeout, Duration::from_secs(25));
+        assert_eq!(c.history_size, 1000);
+        assert_eq!(c.log_level, LogLevel::Info);
+        assert_eq!(c.max_connections, None);
+        assert_eq!(c.publish_token, None);
+        assert!(c.allowed_origins.is_empty() && c.subprotocols.is_empty());
+    }
+
+    #[test]
+    fn flags_and_lists() {
+        let c = run(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--listen=[::1]:9000",
+            "--workers",
+            "3",
+            "--subprotocol",
+            "chat",
+            "--allowed-origin",
+            "http://a, http://b",
+            "--idle-timeout=90",
+            "--publish-token",
+            " -s3cret ",
+            "--log-level",
+            "debug",
+            "--history-size",
+            "0",
+        ])
         .unwrap();
         assert_eq!(c.listen.len(), 2);
-        assert_eq!(c.workers, 3, "command line wins");
+        assert_eq!(c.workers, 3);
         assert_eq!(c.allowed_origins, vec!["http://a", "http://b"]);
         assert_eq!(c.subprotocols, vec!["chat"]);
         assert_eq!(c.idle_timeout, Duration::from_secs(90));
+        assert_eq!(c.publish_token.as_deref(), Some("-s3cret"));
+        assert_eq!(c.log_level, LogLevel::Debug);
+        assert_eq!(c.history_size, 0);
     }
 
     #[test]
     fn refusals_are_one_line() {
+        let many: Vec<String> = (0..=MAX_LISTENERS)
+            .map(|i| format!("--listen=127.0.0.1:{}", 9000 + i))
+            .collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
         for (args, needle) in [
-            (&["--nope"][..], "unknown flag --nope"),
-            (&["--workers"][..], "needs a value"),
-            (&["--workers", "0"][..], "out of range"),
-            (&["--workers", "x"][..], "not a whole number"),
-            (&["--listen", "localhost"][..], "not an IP:PORT"),
-            (&["--log-level", "loud"][..], "expected error"),
+            (&["--nope"][..], "unknown flag --nope (see --help)"),
+            (&["--nope=1"][..], "unknown flag --nope (see --help)"),
+            (
+                &["--worker", "2"][..],
+                "unknown flag --worker (did you mean --workers?)",
+            ),
+            (&["--workers"][..], "--workers needs a value (N)"),
+            (
+                &["--workers", "0"][..],
+                "--workers: 0 is out of range (1..=1024)",
+            ),
+            (
+                &["--workers", "x"][..],
+                "--workers: not a whole number: \"x\"",
+            ),
+            (&["--workers", "-1"][..], "not a whole number"),
+            (&["--listen", "localhost"][..], "--listen: not an IP:PORT"),
+            (&["--listen", ""][..], "--listen: empty value"),
+            (
+                &["--allowed-origin", "a,,b"][..],
+                "--allowed-origin: empty value",
+            ),
+            (&["--subprotocol", " "][..], "--subprotocol: empty value"),
+            (&["--publish-token", ""][..], "--publish-token: empty value"),
+            (
+                &["--log-level", "loud"][..],
+                "--log-level: expected one of error, warn, info, debug",
+            ),
+            (
+                &["--ping-interval", "0"][..],
+                "--ping-interval: 0 is out of range (1..=86400)",
+            ),
             (
                 &["--ping-interval", "60", "--idle-timeout", "60"][..],
                 "must be longer",
             ),
-            (&["--workers", "1", "--workers", "2"][..], "more than once"),
-            (&["stray"][..], "unexpected argument"),
+            (
+                &["--workers", "1", "--workers", "2"][..],
+                "--workers given more than once",
+            ),
+            (&["stray"][..], "unexpected argument \"stray\""),
+            (&["-x"][..], "unexpected argument \"-x\""),
+            (&many[..], "at most 32 --listen addresses"),
         ] {
-            let e = run(args, &[]).unwrap_err();
+            let e = run(args).unwrap_err();
             assert!(e.0.contains(needle), "{args:?}: {e}");
-            assert!(!e.0.contains('\n'));
+            assert!(!e.0.contains('\n'), "{args:?}: {e}");
         }
-        assert!(run(&[], &[("SWITCHBOARD_MAX_CONNECTIONS", "lots")]).is_err());
     }
 
     #[test]
-    fn help_lists_every_flag() {
-        let h = help();
-        for f in FLAGS {
-            assert!(h.contains(&format!("--{}", f.name)), "{}", f.name);
-            assert!(h.contains(&env_name(f.name)));
+    fn help_and_version_are_printed_not_refused() {
+        for (flag, kind) in [
+            ("--help", ErrorKind::DisplayHelp),
+            ("-h", ErrorKind::DisplayHelp),
+            ("--version", ErrorKind::DisplayVersion),
+            ("-V", ErrorKind::DisplayVersion),
+        ] {
+            match parse_with(command(), [flag]) {
+                Ok(Command::Print(e)) => assert_eq!(e.kind(), kind, "{flag}"),
+                other => panic!("{flag}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn help_groups_every_flag_with_its_default_and_variable() {
+        let mut cmd = command();
+        let help = cmd.render_help().to_string();
+        let mut last_heading = 0;
+        for heading in [
+            LISTENING, WEBSOCKET, LIMITS, TIMEOUTS, HISTORY, SECURITY, LOGGING,
+        ] {
+            let at = help
+                .find(&format!("\n{heading}:\n"))
+                .unwrap_or_else(|| panic!("no {heading:?} heading in\n{help}"));
+            assert!(at > last_heading, "{heading:?} out of order");
+            last_heading = at;
+        }
+        for arg in cmd.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if long == "help" || long == "version" {
+                continue;
+            }
+            let env = format!(
+                "SWITCHBOARD_{}",
+                long.to_ascii_uppercase().replace('-', "_")
+            );
+            assert_eq!(arg.get_env().and_then(|e| e.to_str()), Some(env.as_str()));
+            let block = help
+                .split(&format!("--{long} <"))
+                .nth(1)
+                .and_then(|rest| rest.lines().nth(1))
+                .unwrap_or_else(|| panic!("--{long} missing from\n{help}"));
+            assert!(
+                block.contains(&format!("[env: {env}]")),
+                "--{long}: {block}"
+            );
+            assert!(block.contains("[default: "), "--{long}: {block}");
         }
     }
 }

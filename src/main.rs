@@ -3,15 +3,11 @@ use std::process::ExitCode;
 use switchboard::config::{self, Command};
 
 fn main() -> ExitCode {
-    let args = std::env::args().skip(1);
-    let cfg = match config::parse(args, |k| std::env::var(k).ok()) {
+    let cfg = match config::parse(std::env::args_os().skip(1)) {
         Ok(Command::Run(cfg)) => cfg,
-        Ok(Command::Help) => {
-            print!("{}", config::help());
-            return ExitCode::SUCCESS;
-        }
-        Ok(Command::Version) => {
-            println!("switchboard {}", env!("CARGO_PKG_VERSION"));
+        Ok(Command::Print(text)) => {
+            // `--help` or `--version`: clap writes it to stdout.
+            let _ = text.print();
             return ExitCode::SUCCESS;
         }
         Err(e) => {

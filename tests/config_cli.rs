@@ -408,6 +408,24 @@ fn subprotocols_from_the_environment() {
 }
 
 #[test]
+fn empty_items_of_a_variable_list_are_skipped() {
+    // A trailing comma or a doubled one in a variable is not an (invalid) empty item; on the
+    // command line an empty item is refused (unit tests in config.rs).
+    let mut cmd = switchboard_command();
+    cmd.env("SWITCHBOARD_LISTEN", "127.0.0.1:0,");
+    let server = Server::start_command(cmd);
+    assert_eq!(http_get(server.addr(), "/healthz").status, 200);
+
+    let server = Server::start_with_env(&[], &[("SWITCHBOARD_SUBPROTOCOL", ",mqtt,, chat,")]);
+    let c = Client::connect_with(
+        server.addr(),
+        "/echo",
+        &["Sec-WebSocket-Protocol: chat, mqtt"],
+    );
+    assert_eq!(c.response.header("sec-websocket-protocol"), Some("mqtt"));
+}
+
+#[test]
 fn allowed_origins_from_the_environment() {
     let server = Server::start_with_env(
         &[],

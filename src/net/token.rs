@@ -4,10 +4,10 @@
 
 use mio::Token;
 
+use crate::config::MAX_LISTENERS;
+
 /// The worker's cross-thread waker.
 pub const WAKER: Token = Token(usize::MAX);
-/// Most listeners per worker (one per `--listen` address).
-pub const MAX_LISTENERS: usize = 32;
 
 /// The worker's `i`th listener, just below the waker.
 pub fn listener(i: usize) -> Token {

@@ -1,58 +1,50 @@
 //! Command line: flags into a validated `Config`, and back into flags for child processes.
 //!
-//! Hand-written (no clap): the flag set is small and the parent must be able to re-emit a
-//! config exactly for `--procs`.
+//! The flags are declared once, with clap's derive, on [`Flags`] (which also makes `--help`);
+//! [`Config`] is what the modes read, with the defaults that depend on the mode filled in.
+//! `child_args` turns a `Config` back into flags for the children of `--procs`.
 
+use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+
+use clap::error::ErrorKind;
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 /// Most source addresses `--source` may expand to.
 const MAX_SOURCES: u32 = 1 << 16;
 /// Most child processes `--procs` may start.
 const MAX_PROCS: u32 = 64;
+/// `--rate` when not given, in connect and echo mode (connects/s).
+const DEFAULT_CONNECT_RATE: f64 = 1000.0;
+/// `--rate` when not given, in broadcast (publishes/s) and churn (reconnects/s) mode.
+const DEFAULT_MODE_RATE: f64 = 100.0;
+/// `--ramp-rate` when neither it nor (in connect and echo mode) `--rate` is given.
+const DEFAULT_RAMP_RATE: f64 = 1000.0;
 
-pub const USAGE: &str = "\
-switchboard-bench MODE [options]      load generator for switchboard (loopback only)
+// `--help` headings, in the order of the first flag under each.
+const CONNECTIONS: &str = "Connections";
+const RUN: &str = "Run and output";
+const MESSAGES: &str = "Messages (echo, broadcast)";
+const PUBLISHING: &str = "Publishing (broadcast, churn)";
+const CHURN: &str = "Churn";
+
+/// `--help`'s text above the usage line: the modes, which the flags' groups refer to.
+const ABOUT: &str = "\
+switchboard-bench: load generator for switchboard (loopback targets only)
 
 Modes:
-  connect    open N WebSockets at --rate, hold them --duration, report connect rate,
-             failures by cause and (with --server-pid) server RSS and kernel TCP memory
+  connect    open N WebSockets at --rate, hold them --duration; report connect rate, failures
+             by cause and (with --server-pid) server RSS and kernel TCP memory
   echo       N connections on /echo, --depth messages in flight each, --size bytes:
              messages/s, MB/s, round-trip latency percentiles
   broadcast  N subscribers on /ws?channel=C&format=raw, one publisher: time from publish
              until every subscriber has it, deliveries/s
   churn      N subscribers that disconnect and resume (since=<last id>) at --rate/s while
-             a publisher publishes; checks every client for gaps and duplicates
+             a publisher publishes; checks every client for gaps and duplicates";
 
-Common options:
-  --target ADDR          server address (IP:port or localhost:port; repeatable; loopback only)
-  --source A[-B][,C..]   source IPs to bind, round robin (e.g. 127.0.0.2-127.0.0.200)
-  -n, --connections N    connections / subscribers / churning clients   [100]
-  --rate R               connect: connects/s; echo: connects/s; broadcast: publishes/s;
-                         churn: reconnects/s   [connect/echo 1000, broadcast 100, churn 100]
-  --ramp-rate R          connects/s while opening the connections (0 = unlimited)  [1000]
-  --duration S           seconds of measurement after all connections are up   [10]
-  --connect-timeout S    connect + handshake timeout per connection   [5]
-  --drain S              after --duration, wait this long for in-flight messages   [2]
-  --path PATH            request path for connect mode   [/ws]
-  --server-pid PID       sample the server's VmRSS (and /proc/net/sockstat) during the run
-  --json                 print one JSON object on stdout instead of the table
-  --quiet                no progress line on stderr
-  --procs K              split the work over K processes (re-executes this binary)
-  --accept-masked        take masked frames from the server (not RFC 6455): only for the
-                         raw TCP echo floor in benches/peers/mio-tcp, which sends the
-                         client's frames back unchanged; payloads are left masked
-
-echo:       --size BYTES [64]   --depth D [1]   --text (text frames instead of binary)
-broadcast:  --channel NAME [bench-PID]   --size BYTES (payload size) [64]
-            --publish-mode serial|rate [rate]   --publish-via http|ws [http]
-            --warmup N (the first N publishes are sent but not measured: a new
-            connection's first segments are ACKed at once, later ones delayed) [0]
-churn:      --channel NAME   --publish-rate R (publishes/s) [100]   --publish-via http|ws
-            --churn-start S / --churn-stop S: reconnect only from S to S seconds into the
-            run (publishing goes on), so memory can be compared before and after [0 / end]
-";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What to run (see [`ABOUT`]). Variants carry no doc comments: clap would print those as a
+/// longer `--help` than `-h`, and the modes are described in `ABOUT` already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
     Connect,
     Echo,
@@ -71,20 +63,182 @@ impl Mode {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PublishMode {
-    /// Next publish only once every subscriber has the previous one.
+    // (Described in `--publish-mode`'s help; see `Mode` for why not here.)
     Serial,
-    /// Publish at `--rate` regardless.
     Rate,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+impl PublishMode {
+    fn name(self) -> &'static str {
+        match self {
+            PublishMode::Serial => "serial",
+            PublishMode::Rate => "rate",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PublishVia {
-    /// `POST /publish/NAME` on a keep-alive connection.
+    // (Described in `--publish-via`'s help; see `Mode` for why not here.)
     Http,
-    /// `{"op":"publish",...}` text frames on a `/ws` connection.
     Ws,
+}
+
+impl PublishVia {
+    fn name(self) -> &'static str {
+        match self {
+            PublishVia::Http => "http",
+            PublishVia::Ws => "ws",
+        }
+    }
+}
+
+/// The addresses one `--source` item expands to.
+#[derive(Debug, Clone)]
+struct Sources(Vec<IpAddr>);
+
+/// Every flag as given. `Config` is built from it.
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchboard-bench",
+    version,
+    about = ABOUT,
+    long_about = None,
+    override_usage = "switchboard-bench <MODE> --target <ADDR> [OPTIONS]",
+    arg_required_else_help = true,
+    next_line_help = true
+)]
+struct Flags {
+    /// what to run (see Modes above)
+    #[arg(value_enum)]
+    mode: Mode,
+
+    /// server address: IP:PORT, [::1]:PORT or localhost:PORT, optionally as ws://ADDR/path;
+    /// loopback only. Repeatable (or a comma list): connections go round robin over the
+    /// targets, client i to target i mod T
+    #[arg(long, value_name = "ADDR", required = true, value_parser = parse_target,
+          value_delimiter = ',', help_heading = CONNECTIONS)]
+    target: Vec<SocketAddr>,
+
+    /// source IPs to bind, round robin: A, an inclusive range A-B, or a comma list of those
+    /// (e.g. 127.0.0.2-127.0.0.200); repeatable
+    #[arg(long, value_name = "A[-B][,C..]", value_parser = parse_source, value_delimiter = ',',
+          help_heading = CONNECTIONS)]
+    source: Vec<Sources>,
+
+    /// connections / subscribers / churning clients
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 100, value_parser = num::<u64>,
+          help_heading = CONNECTIONS)]
+    connections: u64,
+
+    /// connect and echo: connects/s; broadcast: publishes/s; churn: reconnects/s
+    /// [default: connect/echo 1000, broadcast/churn 100]
+    #[arg(long, value_name = "R", value_parser = num::<f64>, help_heading = CONNECTIONS)]
+    rate: Option<f64>,
+
+    /// connects/s while opening the connections (0 = unlimited)
+    /// [default: 1000, or --rate in connect and echo mode]
+    #[arg(long, value_name = "R", value_parser = num::<f64>, help_heading = CONNECTIONS)]
+    ramp_rate: Option<f64>,
+
+    /// connect + handshake timeout per connection, in seconds
+    #[arg(long, value_name = "S", default_value_t = 5.0, value_parser = num::<f64>,
+          help_heading = CONNECTIONS)]
+    connect_timeout: f64,
+
+    /// request path for connect mode
+    #[arg(long, value_name = "PATH", default_value = "/ws", help_heading = CONNECTIONS)]
+    path: String,
+
+    /// take masked frames from the server (not RFC 6455): only for the raw TCP echo floor in
+    /// benches/peers/mio-tcp, which sends the client's frames back unchanged; payloads are
+    /// left masked
+    #[arg(long, help_heading = CONNECTIONS)]
+    accept_masked: bool,
+
+    /// seconds of measurement after all connections are up
+    #[arg(long, value_name = "S", default_value_t = 10.0, value_parser = num::<f64>,
+          help_heading = RUN)]
+    duration: f64,
+
+    /// after --duration, wait this long (seconds) for in-flight messages
+    #[arg(long, value_name = "S", default_value_t = 2.0, value_parser = num::<f64>,
+          help_heading = RUN)]
+    drain: f64,
+
+    /// split the work over K processes (re-executes this binary)
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = num::<u32>,
+          help_heading = RUN)]
+    procs: u32,
+
+    /// sample the server's VmRSS (and /proc/net/sockstat) during the run
+    #[arg(long, value_name = "PID", value_parser = num::<u32>, help_heading = RUN)]
+    server_pid: Option<u32>,
+
+    /// print one JSON object on stdout instead of the table
+    #[arg(long, help_heading = RUN)]
+    json: bool,
+
+    /// no progress line on stderr
+    #[arg(long, help_heading = RUN)]
+    quiet: bool,
+
+    /// set by the parent of --procs in each child it starts
+    #[arg(long, hide = true, value_parser = num::<u32>)]
+    child_index: Option<u32>,
+
+    /// echo: message size; broadcast: payload size (bytes)
+    #[arg(long, value_name = "BYTES", default_value_t = 64, value_parser = num::<usize>,
+          help_heading = MESSAGES)]
+    size: usize,
+
+    /// echo: messages in flight per connection
+    #[arg(long, value_name = "D", default_value_t = 1, value_parser = num::<u32>,
+          help_heading = MESSAGES)]
+    depth: u32,
+
+    /// echo: text frames instead of binary
+    #[arg(long, help_heading = MESSAGES)]
+    text: bool,
+
+    /// channel to subscribe and publish to [default: bench-<pid>]
+    #[arg(long, value_name = "NAME", help_heading = PUBLISHING)]
+    channel: Option<String>,
+
+    /// broadcast: serial = the next publish only once every subscriber has the previous one;
+    /// rate = at --rate regardless
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = PublishMode::Rate,
+          help_heading = PUBLISHING)]
+    publish_mode: PublishMode,
+
+    /// how the publisher publishes: http = POST /publish/NAME on a keep-alive connection;
+    /// ws = {"op":"publish",...} text frames on a /ws connection
+    #[arg(long, value_name = "VIA", value_enum, default_value_t = PublishVia::Http,
+          help_heading = PUBLISHING)]
+    publish_via: PublishVia,
+
+    /// churn: publishes/s (broadcast publishes at --rate)
+    #[arg(long, value_name = "R", default_value_t = DEFAULT_MODE_RATE, value_parser = num::<f64>,
+          help_heading = PUBLISHING)]
+    publish_rate: f64,
+
+    /// broadcast: the first N publishes are sent but not measured (a new connection's first
+    /// segments are ACKed at once, later ones delayed)
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = num::<u64>,
+          help_heading = PUBLISHING)]
+    warmup: u64,
+
+    /// reconnect only from this many seconds into the run (publishing goes on), so memory can
+    /// be compared before and after
+    #[arg(long, value_name = "S", default_value_t = 0.0, value_parser = num::<f64>,
+          help_heading = CHURN)]
+    churn_start: f64,
+
+    /// reconnect only until this many seconds into the run [default: the end]
+    #[arg(long, value_name = "S", value_parser = num::<f64>, help_heading = CHURN)]
+    churn_stop: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -93,7 +247,7 @@ pub struct Config {
     pub targets: Vec<SocketAddr>,
     pub sources: Vec<IpAddr>,
     pub connections: u64,
-    /// The mode's own rate (see USAGE).
+    /// The mode's own rate (see `--rate`).
     pub rate: f64,
     pub ramp_rate: f64,
     pub duration_us: u64,
@@ -132,130 +286,93 @@ fn secs_to_us(s: f64) -> u64 {
     (s * 1e6) as u64
 }
 
-/// Parses `args` (without the program name).
-pub fn parse(args: &[String]) -> Result<Config, String> {
-    let mut it = args.iter();
-    let mode = match it.next().map(String::as_str) {
-        Some("connect") => Mode::Connect,
-        Some("echo") => Mode::Echo,
-        Some("broadcast") => Mode::Broadcast,
-        Some("churn") => Mode::Churn,
-        Some("-h" | "--help") | None => return Err(String::new()),
-        Some(other) => return Err(format!("unknown mode {other:?}")),
-    };
-    let mut cfg = Config {
-        mode,
-        targets: Vec::new(),
-        sources: Vec::new(),
-        connections: 100,
-        rate: match mode {
-            Mode::Connect | Mode::Echo => 1000.0,
-            Mode::Broadcast | Mode::Churn => 100.0,
-        },
-        ramp_rate: 1000.0,
-        duration_us: 10_000_000,
-        connect_timeout_us: 5_000_000,
-        drain_us: 2_000_000,
-        path: "/ws".into(),
-        server_pid: None,
-        json: false,
-        quiet: false,
-        procs: 1,
-        child_index: None,
-        size: 64,
-        depth: 1,
-        text: false,
-        channel: format!("bench-{}", std::process::id()),
-        publish_mode: PublishMode::Rate,
-        publish_via: PublishVia::Http,
-        publish_rate: 100.0,
-        warmup_publishes: 0,
-        churn_start_us: 0,
-        churn_stop_us: None,
-        accept_masked: false,
-    };
-    let mut rate_given = false;
-    let mut ramp_given = false;
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = || -> Result<String, String> {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag {
-            "--target" => cfg.targets.push(parse_target(&value()?)?),
-            "--source" => cfg.sources.extend(parse_sources(&value()?)?),
-            "-n" | "--connections" => cfg.connections = num(flag, &value()?)?,
-            "--rate" => {
-                cfg.rate = num(flag, &value()?)?;
-                rate_given = true;
-            }
-            "--ramp-rate" => {
-                cfg.ramp_rate = num(flag, &value()?)?;
-                ramp_given = true;
-            }
-            "--duration" => cfg.duration_us = secs_to_us(num(flag, &value()?)?),
-            "--connect-timeout" => cfg.connect_timeout_us = secs_to_us(num(flag, &value()?)?),
-            "--drain" => cfg.drain_us = secs_to_us(num(flag, &value()?)?),
-            "--path" => cfg.path = value()?,
-            "--server-pid" => cfg.server_pid = Some(num(flag, &value()?)?),
-            "--json" => cfg.json = true,
-            "--quiet" => cfg.quiet = true,
-            "--procs" => cfg.procs = num(flag, &value()?)?,
-            "--child-index" => cfg.child_index = Some(num(flag, &value()?)?),
-            "--size" => cfg.size = num(flag, &value()?)?,
-            "--depth" => cfg.depth = num(flag, &value()?)?,
-            "--text" => cfg.text = true,
-            "--accept-masked" => cfg.accept_masked = true,
-            "--channel" => cfg.channel = value()?,
-            "--publish-rate" => cfg.publish_rate = num(flag, &value()?)?,
-            "--warmup" => cfg.warmup_publishes = num(flag, &value()?)?,
-            "--churn-start" => cfg.churn_start_us = secs_to_us(num(flag, &value()?)?),
-            "--churn-stop" => cfg.churn_stop_us = Some(secs_to_us(num(flag, &value()?)?)),
-            "--publish-mode" => {
-                cfg.publish_mode = match value()?.as_str() {
-                    "serial" => PublishMode::Serial,
-                    "rate" => PublishMode::Rate,
-                    v => return Err(format!("--publish-mode: {v:?} is not serial|rate")),
-                }
-            }
-            "--publish-via" => {
-                cfg.publish_via = match value()?.as_str() {
-                    "http" => PublishVia::Http,
-                    "ws" => PublishVia::Ws,
-                    v => return Err(format!("--publish-via: {v:?} is not http|ws")),
-                }
-            }
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown option {other:?}")),
+/// The clap command for the bench's flags.
+pub fn command() -> clap::Command {
+    Flags::command().mut_args(|a| {
+        // A value may start with '-' (`--rate -1` is refused by validation as before, not
+        // taken for an unknown flag).
+        if a.get_long().is_some() && a.get_action().takes_values() {
+            a.allow_hyphen_values(true)
+        } else {
+            a
         }
-    }
-    // In connect and echo mode `--rate` is the connect rate; say so once, here.
-    if matches!(mode, Mode::Connect | Mode::Echo) && rate_given && !ramp_given {
-        cfg.ramp_rate = cfg.rate;
-    }
-    if mode == Mode::Broadcast {
-        cfg.publish_rate = cfg.rate;
-    }
-    validate(&cfg)?;
+    })
+}
+
+/// Parses `args` (without the program name). `--help` and `--version` come back as the error
+/// clap prints (`clap::Error::exit` prints them on stdout and exits 0; refusals exit 2).
+pub fn parse<I, T>(args: I) -> Result<Config, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    let argv = std::iter::once(OsString::from("switchboard-bench"))
+        .chain(args.into_iter().map(Into::into));
+    let matches = command().try_get_matches_from(argv)?;
+    let flags = Flags::from_arg_matches(&matches)?;
+    let cfg = flags.into_config();
+    validate(&cfg).map_err(|msg| command().error(ErrorKind::ValueValidation, msg))?;
     Ok(cfg)
 }
 
-fn num<T: std::str::FromStr>(flag: &str, text: &str) -> Result<T, String> {
+impl Flags {
+    fn into_config(self) -> Config {
+        let mode = self.mode;
+        let rate = self.rate.unwrap_or(match mode {
+            Mode::Connect | Mode::Echo => DEFAULT_CONNECT_RATE,
+            Mode::Broadcast | Mode::Churn => DEFAULT_MODE_RATE,
+        });
+        // In connect and echo mode `--rate` is the connect rate; say so once, here.
+        let ramp_rate = match (self.ramp_rate, self.rate, mode) {
+            (Some(r), _, _) => r,
+            (None, Some(r), Mode::Connect | Mode::Echo) => r,
+            (None, _, _) => DEFAULT_RAMP_RATE,
+        };
+        Config {
+            mode,
+            targets: self.target,
+            sources: self.source.into_iter().flat_map(|s| s.0).collect(),
+            connections: self.connections,
+            rate,
+            ramp_rate,
+            duration_us: secs_to_us(self.duration),
+            connect_timeout_us: secs_to_us(self.connect_timeout),
+            drain_us: secs_to_us(self.drain),
+            path: self.path,
+            server_pid: self.server_pid,
+            json: self.json,
+            quiet: self.quiet,
+            procs: self.procs,
+            child_index: self.child_index,
+            size: self.size,
+            depth: self.depth,
+            text: self.text,
+            channel: self
+                .channel
+                .unwrap_or_else(|| format!("bench-{}", std::process::id())),
+            publish_mode: self.publish_mode,
+            publish_via: self.publish_via,
+            publish_rate: if mode == Mode::Broadcast {
+                rate
+            } else {
+                self.publish_rate
+            },
+            warmup_publishes: self.warmup,
+            churn_start_us: secs_to_us(self.churn_start),
+            churn_stop_us: self.churn_stop.map(secs_to_us),
+            accept_masked: self.accept_masked,
+        }
+    }
+}
+
+/// A number, surrounding blanks allowed.
+fn num<T: std::str::FromStr>(text: &str) -> Result<T, String> {
     text.trim()
         .parse()
-        .map_err(|_| format!("{flag}: {text:?} is not a valid number"))
+        .map_err(|_| format!("{text:?} is not a valid number"))
 }
 
 fn validate(cfg: &Config) -> Result<(), String> {
-    if cfg.targets.is_empty() {
-        return Err("at least one --target is required (e.g. --target 127.0.0.1:8080)".into());
-    }
     let v6 = cfg.targets.iter().any(SocketAddr::is_ipv6);
     if cfg.targets.iter().any(|t| t.is_ipv6() != v6)
         || cfg.sources.iter().any(|s| s.is_ipv6() != v6)
@@ -310,6 +427,7 @@ fn require_loopback(ip: IpAddr, what: &str) -> Result<(), String> {
 
 /// `IP:port`, `[::1]:port`, `localhost:port`, optionally with a `ws://` prefix and a path.
 fn parse_target(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
     let bare = text.strip_prefix("ws://").unwrap_or(text);
     let bare = bare.split('/').next().unwrap_or(bare);
     let addr = match bare.parse::<SocketAddr>() {
@@ -333,31 +451,33 @@ fn parse_target(text: &str) -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
-/// `A`, `A-B` (inclusive, IPv4) and comma lists of those.
-fn parse_sources(text: &str) -> Result<Vec<IpAddr>, String> {
+/// One item of `--source`: `A` or `A-B` (inclusive, IPv4); an empty item (from `a,,b`) is none.
+fn parse_source(text: &str) -> Result<Sources, String> {
+    let part = text.trim();
     let mut out = Vec::new();
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let bad = |_| format!("--source {part:?}: not an IP address or A-B range");
-        if let Some((a, b)) = part.split_once('-') {
-            let a: Ipv4Addr = a.trim().parse().map_err(bad)?;
-            let b: Ipv4Addr = b.trim().parse().map_err(bad)?;
-            let (lo, hi) = (u32::from(a), u32::from(b));
-            if lo > hi || hi - lo >= MAX_SOURCES {
-                return Err(format!(
-                    "--source {part:?}: range must be ascending and under {MAX_SOURCES} addresses"
-                ));
-            }
-            // Both ends inside 127.0.0.0/8 means everything between is too.
-            require_loopback(IpAddr::V4(a), "source")?;
-            require_loopback(IpAddr::V4(b), "source")?;
-            out.extend((lo..=hi).map(|n| IpAddr::V4(Ipv4Addr::from(n))));
-        } else {
-            let ip: IpAddr = part.parse().map_err(bad)?;
-            require_loopback(ip, "source")?;
-            out.push(ip);
-        }
+    if part.is_empty() {
+        return Ok(Sources(out));
     }
-    Ok(out)
+    let bad = |_| format!("--source {part:?}: not an IP address or A-B range");
+    if let Some((a, b)) = part.split_once('-') {
+        let a: Ipv4Addr = a.trim().parse().map_err(bad)?;
+        let b: Ipv4Addr = b.trim().parse().map_err(bad)?;
+        let (lo, hi) = (u32::from(a), u32::from(b));
+        if lo > hi || hi - lo >= MAX_SOURCES {
+            return Err(format!(
+                "--source {part:?}: range must be ascending and under {MAX_SOURCES} addresses"
+            ));
+        }
+        // Both ends inside 127.0.0.0/8 means everything between is too.
+        require_loopback(IpAddr::V4(a), "source")?;
+        require_loopback(IpAddr::V4(b), "source")?;
+        out.extend((lo..=hi).map(|n| IpAddr::V4(Ipv4Addr::from(n))));
+    } else {
+        let ip: IpAddr = part.parse().map_err(bad)?;
+        require_loopback(ip, "source")?;
+        out.push(ip);
+    }
+    Ok(Sources(out))
 }
 
 /// The share `i` of `k` gets of `total` (the first `total % k` get one more).
@@ -422,22 +542,8 @@ pub fn child_args(cfg: &Config, i: u32) -> Vec<String> {
     if let Some(stop) = cfg.churn_stop_us {
         push("--churn-stop", (stop as f64 / 1e6).to_string());
     }
-    push(
-        "--publish-mode",
-        match cfg.publish_mode {
-            PublishMode::Serial => "serial",
-            PublishMode::Rate => "rate",
-        }
-        .into(),
-    );
-    push(
-        "--publish-via",
-        match cfg.publish_via {
-            PublishVia::Http => "http",
-            PublishVia::Ws => "ws",
-        }
-        .into(),
-    );
+    push("--publish-mode", cfg.publish_mode.name().into());
+    push("--publish-via", cfg.publish_via.name().into());
     push("--child-index", i.to_string());
     if cfg.text {
         a.push("--text".into());
@@ -458,22 +564,116 @@ mod tests {
     }
 
     #[test]
+    fn clap_accepts_the_declarations() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_follow_the_mode() {
+        let Ok(c) = parse(args("echo --target 127.0.0.1:9")) else {
+            panic!("parse failed");
+        };
+        assert_eq!((c.connections, c.rate, c.ramp_rate), (100, 1000.0, 1000.0));
+        assert_eq!(
+            (c.duration_us, c.connect_timeout_us, c.drain_us),
+            (10_000_000, 5_000_000, 2_000_000)
+        );
+        assert_eq!(
+            (c.size, c.depth, c.procs, c.path.as_str()),
+            (64, 1, 1, "/ws")
+        );
+        assert_eq!(c.channel, format!("bench-{}", std::process::id()));
+        let Ok(c) = parse(args("broadcast --target 127.0.0.1:9 --rate 50")) else {
+            panic!("parse failed");
+        };
+        assert_eq!((c.rate, c.publish_rate, c.ramp_rate), (50.0, 50.0, 1000.0));
+        assert_eq!(
+            (c.publish_mode, c.publish_via),
+            (PublishMode::Rate, PublishVia::Http)
+        );
+        let Ok(c) = parse(args("churn --target 127.0.0.1:9 --churn-stop 2.5")) else {
+            panic!("parse failed");
+        };
+        assert_eq!(
+            (c.rate, c.publish_rate, c.churn_stop_us),
+            (100.0, 100.0, Some(2_500_000))
+        );
+    }
+
+    #[test]
+    fn refusals() {
+        for (line, needle) in [
+            ("connect", "--target"),
+            ("bogus --target 127.0.0.1:9", "bogus"),
+            (
+                "connect --target 127.0.0.1:9 --rate fast",
+                "\"fast\" is not a valid number",
+            ),
+            (
+                "connect --target 127.0.0.1:9 -n 0",
+                "--connections must be at least 1",
+            ),
+            (
+                "connect --target 127.0.0.1:9 --procs 65",
+                "--procs must be 1..=64",
+            ),
+            (
+                "echo --target 127.0.0.1:9 --depth 0",
+                "--depth must be at least 1",
+            ),
+            (
+                "churn --target 127.0.0.1:9 --rate -1",
+                "--rate must not be negative",
+            ),
+            (
+                "broadcast --target 127.0.0.1:9 --channel a/b",
+                "--channel: use letters",
+            ),
+            ("broadcast --target 127.0.0.1:9 --publish-mode fast", "fast"),
+            (
+                "connect --target 127.0.0.1:9 --target [::1]:9",
+                "all be IPv4 or all be IPv6",
+            ),
+            (
+                "connect --target 127.0.0.1:9 --duration 0",
+                "must be positive",
+            ),
+        ] {
+            match parse(args(line)) {
+                Ok(_) => panic!("{line}: accepted"),
+                Err(e) => assert!(e.to_string().contains(needle), "{line}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn targets_repeat_and_take_comma_lists() {
+        let c = parse(args(
+            "connect --target 127.0.0.1:1,127.0.0.1:2 --target ws://localhost:3/ws",
+        ))
+        .map(|c| c.targets.iter().map(SocketAddr::port).collect::<Vec<_>>())
+        .map_err(|e| e.to_string());
+        assert_eq!(c, Ok(vec![1, 2, 3]));
+    }
+
+    #[test]
     fn refuses_non_loopback() {
-        assert!(parse(&args("connect --target 10.0.0.1:80")).is_err());
-        assert!(parse(&args("connect --target 127.0.0.1:80 --source 192.168.0.1")).is_err());
-        assert!(parse(&args(
+        assert!(parse(args("connect --target 10.0.0.1:80")).is_err());
+        assert!(parse(args("connect --target 127.0.0.1:80 --source 192.168.0.1")).is_err());
+        assert!(parse(args(
             "connect --target 127.0.0.1:80 --source 127.0.0.2-128.0.0.1"
         ))
         .is_err());
-        assert!(parse(&args("connect --target example.com:80")).is_err());
-        assert!(parse(&args("connect --target [::1]:80")).is_ok());
-        assert!(parse(&args("connect --target localhost:80")).is_ok());
+        assert!(parse(args("connect --target example.com:80")).is_err());
+        assert!(parse(args("connect --target [::1]:80")).is_ok());
+        assert!(parse(args("connect --target localhost:80")).is_ok());
     }
 
     #[test]
     fn sources_and_shares() {
-        let c = parse(&args(
-            "connect --target ws://127.0.0.1:9/x --source 127.0.0.2-127.0.0.11 -n 10 --rate 500",
+        let c = parse(args(
+            "connect --target ws://127.0.0.1:9/x --source 127.0.0.2-127.0.0.6,127.0.0.7 \
+             --source 127.0.0.8-127.0.0.11 -n 10 --rate 500",
         ))
         .map_err(|e| e.to_string());
         let c = c
@@ -488,14 +688,14 @@ mod tests {
 
     #[test]
     fn child_args_parse_back() {
-        let Ok(mut c) = parse(&args(
+        let Ok(mut c) = parse(args(
             "broadcast --target 127.0.0.1:9 --source 127.0.0.2-127.0.0.5 -n 7 --procs 2 \
              --size 100 --warmup 5",
         )) else {
             panic!("parse failed");
         };
         c.procs = 2;
-        let child = parse(&child_args(&c, 1)).map_err(|e| e.to_string());
+        let child = parse(child_args(&c, 1)).map_err(|e| e.to_string());
         let child = child.as_ref().map(|k| {
             (
                 k.connections,

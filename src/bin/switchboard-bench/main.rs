@@ -1,7 +1,7 @@
 //! switchboard-bench: the load generator shipped with switchboard.
 //!
 //! `cargo run --release --bin switchboard-bench -- MODE --target 127.0.0.1:PORT ...`; modes
-//! and flags are in `cli::USAGE`. One mio loop per process, like the server; `--procs` runs
+//! and flags are in `--help` (declared in `cli`). One mio loop per process, like the server; `--procs` runs
 //! several processes and merges their results. Loopback targets only.
 
 mod cause;
@@ -9,7 +9,6 @@ mod cli;
 mod conn;
 mod coord;
 mod http;
-mod json;
 mod memprobe;
 mod modes;
 mod net;
@@ -18,6 +17,7 @@ mod procs;
 mod progress;
 mod report;
 mod rng;
+mod scan;
 mod sys;
 mod table;
 mod wire;
@@ -31,17 +31,10 @@ use coord::Coord;
 const FD_RESERVE: u64 = 64;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let cfg = match cli::parse(&args) {
+    let cfg = match cli::parse(std::env::args_os().skip(1)) {
         Ok(cfg) => cfg,
-        Err(e) if e.is_empty() => {
-            print!("{}", cli::USAGE);
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("switchboard-bench: {e}\n\n{}", cli::USAGE);
-            return ExitCode::from(2);
-        }
+        // `--help`/`--version` on stdout with status 0; a refusal on stderr with status 2.
+        Err(e) => e.exit(),
     };
     match sys::raise_nofile_limit() {
         Ok(limit) => {
@@ -76,13 +69,24 @@ fn main() -> ExitCode {
     let mut out = std::io::stdout().lock();
     if cfg.child_index.is_some() {
         // Raw material for the parent's merge; a vanished parent has no use for it either.
-        let _ = writeln!(out, "{}", report.to_json(true).to_json());
-        return ExitCode::SUCCESS;
+        return match report.to_json(true) {
+            Ok(json) => {
+                let _ = writeln!(out, "{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("switchboard-bench: encoding the report: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     report.procs = u64::from(cfg.procs);
     report.finalize();
     let written = if cfg.json {
-        writeln!(out, "{}", report.to_json(false).to_json())
+        report
+            .to_json(false)
+            .map_err(std::io::Error::from)
+            .and_then(|json| writeln!(out, "{json}"))
     } else {
         write!(out, "{}", report.render())
     };

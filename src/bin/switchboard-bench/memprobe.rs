@@ -1,12 +1,14 @@
 //! Samples the server's resident memory and the kernel's TCP socket memory from /proc.
 
+use serde::Serialize;
+
 use crate::sys;
 
 /// `/proc/net/sockstat` counts socket memory in pages of this size on x86-64 and arm64.
 pub const PAGE_BYTES: u64 = 4096;
 
 /// One sample; a field is `None` when it could not be read (no `--server-pid`, or /proc gone).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Sample {
     /// When it was taken: "before", "ready", "run", "after".
     pub label: String,

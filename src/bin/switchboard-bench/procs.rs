@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use crate::cli::{self, Config};
 use crate::coord::SETTLE_BEFORE_AFTER_SAMPLE;
-use crate::json;
 use crate::memprobe::MemTrack;
 use crate::progress::{Printer, Progress};
 use crate::report::Report;
@@ -111,7 +110,7 @@ pub fn run_parent(cfg: &Config) -> io::Result<Report> {
                     } else if let Some(p) = Progress::from_line(&line) {
                         c.progress = p;
                     } else if line.starts_with('{') {
-                        match json::parse(&line).and_then(|v| Report::from_json(&v)) {
+                        match Report::from_json(&line) {
                             Ok(r) => c.report = Some(r),
                             Err(e) => errors.push(format!("child {i}: unreadable report: {e}")),
                         }

@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
 
-use crate::json::Value;
 use crate::memprobe::{Sample, PAGE_BYTES};
 
 /// Highest latency a histogram records (one hour in µs); larger values are clamped.
@@ -186,108 +186,75 @@ impl Report {
         r
     }
 
-    /// One JSON object; `raw` adds what a parent needs to merge (buckets, per-publish table).
-    pub fn to_json(&self, raw: bool) -> Value {
-        let mut v = Value::obj();
-        v.put("mode", self.mode.as_str());
-        v.put("procs", self.procs);
-        v.put("ramp_s", self.ramp_s);
-        v.put("run_s", self.run_s);
-        v.put("params", map_obj(&self.params, |s| Value::from(s.as_str())));
-        v.put("counters", map_obj(&self.counters, |n| Value::UInt(*n)));
-        v.put("failures", map_obj(&self.failures, |n| Value::UInt(*n)));
-        let mut rates = Value::obj();
-        for (k, x) in self.rates() {
-            rates.put(k, x);
-        }
-        v.put("rates", rates);
-        v.put("latency_us", map_obj(&self.hists, percentiles));
-        if !self.memory.is_empty() {
-            v.put("memory", self.memory_json());
-        }
-        if !self.errors.is_empty() {
-            let errors: Vec<Value> = self.errors.iter().map(|e| e.as_str().into()).collect();
-            v.put("errors", errors);
-        }
-        if raw {
-            let buckets = map_obj(&self.hists, |h| {
-                let pairs: Vec<Value> = h
+    /// One JSON object on one line; `raw` adds what a parent needs to merge (histogram
+    /// buckets, the per-publish table, last ids).
+    pub fn to_json(&self, raw: bool) -> serde_json::Result<String> {
+        let hist_buckets = self
+            .hists
+            .iter()
+            .map(|(k, h)| {
+                let pairs = h
                     .iter_recorded()
-                    .map(|b| {
-                        vec![
-                            Value::UInt(b.value_iterated_to()),
-                            Value::UInt(b.count_at_value()),
-                        ]
-                        .into()
-                    })
+                    .map(|b| (b.value_iterated_to(), b.count_at_value()))
                     .collect();
-                pairs.into()
-            });
-            v.put("hist_buckets", buckets);
-            let pubs: Vec<Value> = self
-                .publishes
+                (k.clone(), pairs)
+            })
+            .collect();
+        let j = ReportJson {
+            mode: self.mode.clone(),
+            procs: self.procs,
+            ramp_s: self.ramp_s,
+            run_s: self.run_s,
+            params: self.params.clone(),
+            counters: self.counters.clone(),
+            failures: self.failures.clone(),
+            rates: self.rates().into_iter().collect(),
+            latency_us: self
+                .hists
                 .iter()
-                .map(|(s, (c, m))| vec![Value::UInt(*s), Value::UInt(*c), Value::UInt(*m)].into())
-                .collect();
-            v.put("publishes", pubs);
-            let ids: Vec<Value> = self
-                .last_ids
-                .iter()
-                .map(|(id, n)| vec![Value::UInt(*id), Value::UInt(*n)].into())
-                .collect();
-            v.put("last_ids", ids);
-        }
-        v
+                .map(|(k, h)| (k.clone(), Percentiles::of(h)))
+                .collect(),
+            memory: (!self.memory.is_empty()).then(|| self.memory_json()),
+            errors: self.errors.clone(),
+            hist_buckets: raw.then_some(hist_buckets),
+            publishes: raw.then(|| {
+                self.publishes
+                    .iter()
+                    .map(|(&s, &(c, m))| (s, c, m))
+                    .collect()
+            }),
+            last_ids: raw.then(|| self.last_ids.iter().map(|(&id, &n)| (id, n)).collect()),
+        };
+        serde_json::to_string(&j)
     }
 
     /// Reads back a child's `to_json(true)`.
-    pub fn from_json(v: &Value) -> Result<Report, String> {
-        let mode = v.get("mode").and_then(Value::as_str).ok_or("no mode")?;
-        let mut r = Report::new(mode);
-        r.ramp_s = v.get("ramp_s").and_then(Value::as_f64).unwrap_or(0.0);
-        r.run_s = v.get("run_s").and_then(Value::as_f64).unwrap_or(0.0);
-        let counts = |key: &str| -> BTreeMap<String, u64> {
-            v.get(key)
-                .map(Value::as_obj)
-                .unwrap_or(&[])
-                .iter()
-                .filter_map(|(k, n)| Some((k.clone(), n.as_u64()?)))
-                .collect()
-        };
-        r.counters = counts("counters");
-        r.failures = counts("failures");
-        for (k, p) in v.get("params").map(Value::as_obj).unwrap_or(&[]) {
-            r.params
-                .insert(k.clone(), p.as_str().unwrap_or("").to_string());
+    pub fn from_json(text: &str) -> Result<Report, String> {
+        let j: ReportJson = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if j.mode.is_empty() {
+            return Err("no mode".into());
         }
-        for (name, pairs) in v.get("hist_buckets").map(Value::as_obj).unwrap_or(&[]) {
+        let mut r = Report::new(&j.mode);
+        r.ramp_s = j.ramp_s;
+        r.run_s = j.run_s;
+        r.counters = j.counters;
+        r.failures = j.failures;
+        r.params = j.params;
+        for (name, pairs) in j.hist_buckets.unwrap_or_default() {
             let mut h = new_hist();
-            for pair in pairs.as_arr() {
-                let (Some(value), Some(count)) = (
-                    pair.as_arr().first().and_then(Value::as_u64),
-                    pair.as_arr().get(1).and_then(Value::as_u64),
-                ) else {
-                    return Err(format!("bad bucket in {name}"));
-                };
+            for (value, count) in pairs {
                 h.saturating_record_n(value, count);
             }
-            r.hists.insert(name.clone(), h);
+            r.hists.insert(name, h);
         }
-        for row in v.get("publishes").map(Value::as_arr).unwrap_or(&[]) {
-            let f = |i: usize| row.as_arr().get(i).and_then(Value::as_u64);
-            if let (Some(s), Some(c), Some(m)) = (f(0), f(1), f(2)) {
-                r.publishes.insert(s, (c, m));
-            }
-        }
-        for row in v.get("last_ids").map(Value::as_arr).unwrap_or(&[]) {
-            let f = |i: usize| row.as_arr().get(i).and_then(Value::as_u64);
-            if let (Some(id), Some(n)) = (f(0), f(1)) {
-                r.last_ids.insert(id, n);
-            }
-        }
-        for e in v.get("errors").map(Value::as_arr).unwrap_or(&[]) {
-            r.errors.push(e.as_str().unwrap_or("").to_string());
-        }
+        r.publishes = j
+            .publishes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(s, c, m)| (s, (c, m)))
+            .collect();
+        r.last_ids = j.last_ids.unwrap_or_default().into_iter().collect();
+        r.errors = j.errors;
         Ok(r)
     }
 
@@ -331,52 +298,88 @@ impl Report {
         (first > 0).then(|| (last as f64 - first as f64) * 100.0 / first as f64)
     }
 
-    fn memory_json(&self) -> Value {
-        let mut m = Value::obj();
+    fn memory_json(&self) -> MemoryJson {
         let (rss, tcp) = self.per_connection();
-        m.put("server_rss_bytes_per_conn", rss);
-        m.put(
-            "server_rss_kb_first_run",
-            self.first("run").and_then(|s| s.rss_kb),
-        );
-        m.put(
-            "server_rss_kb_last_run",
-            self.last("run").and_then(|s| s.rss_kb),
-        );
-        m.put("server_rss_drift_pct", self.rss_drift_pct());
-        m.put("kernel_tcp_mem_bytes_per_conn", tcp);
-        m.put("tcp_mem_page_bytes", PAGE_BYTES);
-        let samples: Vec<Value> = self
-            .memory
-            .iter()
-            .map(|s| {
-                let mut o = Value::obj();
-                o.put("label", s.label.as_str());
-                o.put("t_s", s.t_s);
-                o.put("rss_kb", s.rss_kb);
-                o.put("tcp_inuse", s.tcp_inuse);
-                o.put("tcp_mem_pages", s.tcp_mem_pages);
-                o
-            })
-            .collect();
-        m.put("samples", samples);
-        m
+        MemoryJson {
+            server_rss_bytes_per_conn: rss,
+            server_rss_kb_first_run: self.first("run").and_then(|s| s.rss_kb),
+            server_rss_kb_last_run: self.last("run").and_then(|s| s.rss_kb),
+            server_rss_drift_pct: self.rss_drift_pct(),
+            kernel_tcp_mem_bytes_per_conn: tcp,
+            tcp_mem_page_bytes: PAGE_BYTES,
+            samples: self.memory.clone(),
+        }
     }
 }
 
-fn map_obj<T>(m: &BTreeMap<String, T>, f: impl Fn(&T) -> Value) -> Value {
-    Value::Obj(m.iter().map(|(k, v)| (k.clone(), f(v))).collect())
+/// The JSON form of a [`Report`]: what `--json` prints and, with the raw parts, what a child
+/// prints for its parent. What the parent works out again after merging (rates, percentiles,
+/// memory) is written but never read back. Missing fields read as empty.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+struct ReportJson {
+    mode: String,
+    procs: u64,
+    ramp_s: f64,
+    run_s: f64,
+    params: BTreeMap<String, String>,
+    counters: BTreeMap<String, u64>,
+    failures: BTreeMap<String, u64>,
+    #[serde(skip_deserializing)]
+    rates: BTreeMap<&'static str, f64>,
+    #[serde(skip_deserializing)]
+    latency_us: BTreeMap<String, Percentiles>,
+    #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
+    memory: Option<MemoryJson>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<String>,
+    /// Raw: each histogram's recorded buckets as `[value, count]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hist_buckets: Option<BTreeMap<String, Vec<(u64, u64)>>>,
+    /// Raw: `[sequence number, deliveries, slowest delivery µs]` per publish.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    publishes: Option<Vec<(u64, u64, u64)>>,
+    /// Raw: `[last id seen, clients]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_ids: Option<Vec<(u64, u64)>>,
 }
 
-fn percentiles(h: &Histogram<u64>) -> Value {
-    let mut v = Value::obj();
-    v.put("count", h.len());
-    for (name, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999)] {
-        v.put(name, h.value_at_quantile(q));
+/// One histogram's summary, in µs.
+#[derive(Debug, Serialize)]
+struct Percentiles {
+    count: u64,
+    p50: u64,
+    p90: u64,
+    p99: u64,
+    p999: u64,
+    max: u64,
+    mean: f64,
+}
+
+impl Percentiles {
+    fn of(h: &Histogram<u64>) -> Self {
+        Percentiles {
+            count: h.len(),
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+            mean: h.mean(),
+        }
     }
-    v.put("max", h.max());
-    v.put("mean", h.mean());
-    v
+}
+
+/// The server's memory over the run (`--server-pid`), per connection and as sampled.
+#[derive(Debug, Serialize)]
+struct MemoryJson {
+    server_rss_bytes_per_conn: Option<f64>,
+    server_rss_kb_first_run: Option<u64>,
+    server_rss_kb_last_run: Option<u64>,
+    server_rss_drift_pct: Option<f64>,
+    kernel_tcp_mem_bytes_per_conn: Option<f64>,
+    tcp_mem_page_bytes: u64,
+    samples: Vec<Sample>,
 }
 
 #[cfg(test)]
@@ -395,8 +398,8 @@ mod tests {
         a.set_hist(DELIVERY, h);
         a.publishes.insert(1, (1, 50));
         a.publishes.insert(2, (1, 70));
-        let text = a.to_json(true).to_json();
-        let b = crate::json::parse(&text).and_then(|v| Report::from_json(&v));
+        let text = a.to_json(true).map_err(|e| e.to_string());
+        let b = text.and_then(|t| Report::from_json(&t));
         let Ok(b) = b else {
             panic!("round trip failed: {b:?}");
         };
@@ -409,6 +412,39 @@ mod tests {
         assert_eq!(total.publishes.get(&1), Some(&(2, 50)));
         assert_eq!(total.get("publishes_incomplete"), 2);
         assert!(total.render().contains("deliveries"));
+    }
+
+    #[test]
+    fn json_has_what_the_bench_scripts_read() {
+        let mut r = Report::new("broadcast");
+        r.add("subscribers_ready", 1);
+        r.publishes.insert(1, (1, 40));
+        r.memory = vec![Sample {
+            label: "run".into(),
+            t_s: 1.0,
+            rss_kb: Some(2048),
+            tcp_inuse: None,
+            tcp_mem_pages: Some(3),
+        }];
+        r.finalize();
+        let text = r.to_json(false).map_err(|e| e.to_string());
+        let j: Result<serde_json::Value, _> =
+            text.and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()));
+        let Ok(j) = j else {
+            panic!("{j:?}");
+        };
+        // benches/broadcast.sh, churn.sh and compare.sh read these.
+        assert_eq!(j["latency_us"]["publish_to_all_us"]["p50"], 40);
+        assert!(j["rates"]["deliveries_per_s"].is_number());
+        assert_eq!(j["counters"]["publishes_complete"], 1);
+        assert_eq!(j["memory"]["samples"][0]["label"], "run");
+        assert_eq!(j["memory"]["samples"][0]["rss_kb"], 2048);
+        assert!(j["memory"]["samples"][0]["tcp_inuse"].is_null());
+        assert!(j["failures"].is_object());
+        // The raw parts are for a parent only; no errors means no "errors" key.
+        for key in ["hist_buckets", "publishes", "last_ids", "errors"] {
+            assert!(j.get(key).is_none(), "{key}");
+        }
     }
 
     #[test]

@@ -6,12 +6,12 @@ use std::collections::VecDeque;
 
 use crate::cli::Config;
 use crate::conn::{Event, Handle};
-use crate::json;
 use crate::modes::publisher::{Publisher, PUBLISHER_TAG};
 use crate::modes::{endpoint, Phase, Workload};
 use crate::net::Net;
 use crate::pacer::Pacer;
 use crate::report::Report;
+use crate::scan;
 
 /// Wait before retrying a client whose connection failed or was dropped by the server.
 const RETRY_US: u64 = 100_000;
@@ -211,7 +211,7 @@ impl Workload for Churn {
             Event::Message { payload, .. } => {
                 let is = |s: &[u8]| payload.windows(s.len()).any(|w| w == s);
                 if is(b"\"type\":\"message\"") {
-                    if let Some(id) = json::find_u64(payload, "id") {
+                    if let Some(id) = scan::find_u64(payload, "id") {
                         self.messages += 1;
                         self.last_message = now;
                         self.check(i, id);

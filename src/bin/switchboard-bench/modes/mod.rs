@@ -69,16 +69,20 @@ pub trait Workload {
     fn finish(&mut self, report: &mut Report);
 }
 
-/// Round robin over sources and targets: client `i` uses source `i % S` and target
-/// `(i / S) % T`, so every (source, target) pair — each with its own ~28k ephemeral ports —
-/// gets an equal share.
+/// Round robin over targets, then sources: client `i` uses target `(i + c) % T` and source
+/// `(i / T) % S`, where `c` is this process's `--child-index` (0 alone). Consecutive clients
+/// go to different targets, so every target gets within one of `n / T` clients, and
+/// children's extra clients land on different targets; every (source, target) pair, each with
+/// its own ~28k ephemeral ports, gets an equal share.
 pub fn endpoint(cfg: &Config, client: u32) -> (SocketAddr, Option<IpAddr>) {
     let i = client as usize;
+    let t = cfg.targets.len().max(1);
     let s = cfg.sources.len().max(1);
-    let source = cfg.sources.get(i % s).copied();
+    let c = cfg.child_index.unwrap_or(0) as usize;
+    let source = cfg.sources.get((i / t) % s).copied();
     let target = cfg
         .targets
-        .get((i / s) % cfg.targets.len().max(1))
+        .get((i + c) % t)
         .or_else(|| cfg.targets.first())
         .copied()
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
@@ -245,5 +249,41 @@ pub fn describe(cfg: &Config, report: &mut Report) {
     }
     if !cfg.sources.is_empty() {
         report.param("sources", cfg.sources.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(line: &str) -> Config {
+        match crate::cli::parse(line.split_whitespace()) {
+            Ok(c) => c,
+            Err(e) => panic!("{line}: {e}"),
+        }
+    }
+
+    #[test]
+    fn clients_go_round_robin_over_targets_and_pairs() {
+        let mut cfg = config(
+            "connect --target 127.0.0.1:1,127.0.0.1:2,127.0.0.1:3 \
+             --source 127.0.0.2-127.0.0.3 -n 12",
+        );
+        let ends: Vec<_> = (0..12).map(|i| endpoint(&cfg, i)).collect();
+        let ports: Vec<u16> = ends.iter().map(|(t, _)| t.port()).collect();
+        assert_eq!(ports, [1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3]);
+        // Every (source, target) pair exactly twice.
+        for (t, s) in &ends {
+            assert_eq!(ends.iter().filter(|e| e == &&(*t, *s)).count(), 2);
+        }
+        // A child starts one target further, so the remainders of the shares spread out.
+        cfg.child_index = Some(1);
+        assert_eq!(endpoint(&cfg, 0).0.port(), 2);
+        // Without sources, no source; with one target, always that target.
+        let cfg = config("connect --target 127.0.0.1:7");
+        assert_eq!(
+            endpoint(&cfg, 5),
+            (SocketAddr::from(([127, 0, 0, 1], 7)), None)
+        );
     }
 }

@@ -10,9 +10,9 @@ use switchboard::codec::frame::OpCode;
 
 use crate::cli::PublishVia;
 use crate::conn::Event;
-use crate::json;
 use crate::net::Net;
 use crate::report::Report;
+use crate::scan;
 
 /// The publisher's connection tag: never a client number.
 pub const PUBLISHER_TAG: u32 = u32::MAX;
@@ -154,7 +154,7 @@ impl Publisher {
     }
 
     fn note_id(&mut self, body: &[u8]) {
-        if let Some(id) = json::find_u64(body, "id") {
+        if let Some(id) = scan::find_u64(body, "id") {
             self.last_id = Some(self.last_id.map_or(id, |l| l.max(id)));
         }
     }
