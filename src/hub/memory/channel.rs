@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::hub::engine::{Epoch, Since};
+use crate::hub::memory::shard::SHARDS;
 use crate::hub::msg::Msg;
 
 /// History limits, from the flags.
@@ -134,7 +135,7 @@ impl Retired {
 
     fn slot(hash: u64) -> usize {
         // The low bits chose the shard; use the others.
-        (hash / super::SHARDS as u64) as usize % RETIRED_SLOTS_PER_SHARD
+        (hash / SHARDS as u64) as usize % RETIRED_SLOTS_PER_SHARD
     }
 }
 

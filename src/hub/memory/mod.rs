@@ -11,10 +11,9 @@
 
 pub mod channel;
 pub mod presence;
+pub mod shard;
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -27,31 +26,12 @@ use crate::hub::link::{self, Delivery, Wakes, Workers};
 use crate::hub::msg::Msg;
 use channel::{Channel, HistoryLimits, Retired};
 use presence::Users;
-
-/// Lock shards for channels (and for the user table). A power of two well above the worker
-/// count keeps two publishers on different channels from contending.
-pub const SHARDS: usize = 64;
+use shard::{hash, lock, shard_of, SHARDS};
 
 #[derive(Debug, Default)]
 struct Shard {
     channels: HashMap<Box<str>, Channel>,
     retired: Retired,
-}
-
-pub(crate) fn hash(name: &str) -> u64 {
-    let mut h = DefaultHasher::new();
-    name.hash(&mut h);
-    h.finish()
-}
-
-pub(crate) fn shard_of(name: &str) -> usize {
-    (hash(name) % SHARDS as u64) as usize
-}
-
-/// A poisoned lock means a thread panicked while holding it; the channel data is still
-/// consistent enough to keep serving (every mutation is a few field updates), so go on.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[derive(Debug)]

@@ -9,7 +9,7 @@ use crate::codec::frame::{self, OpCode};
 use crate::codec::protocol;
 use crate::hub::link::{self, Delivery, Wakes, WorkerLink};
 use crate::hub::memory::channel::Channel;
-use crate::hub::memory::{lock, shard_of, SHARDS};
+use crate::hub::memory::shard::{lock, shard_of, SHARDS};
 
 /// Counts a user's connection in or out of a channel; on the first in or last out, queues a
 /// join/leave event to the workers with subscribers (under the channel's lock, so it is

@@ -21,10 +21,6 @@ use crate::{debug, info, warn};
 
 use super::Worker;
 
-/// Refused connections kept open briefly so the 503 is read before the socket closes
-/// (closing with unread input would reset the connection and could destroy the response).
-/// Per worker, at most; fewer when the fd reserve is small (`Shared::lingering_rejects`).
-pub const MAX_LINGERING_REJECTS: usize = 64;
 /// How long accepting pauses after the process runs out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(200);
 

@@ -34,8 +34,10 @@ use crate::transport::pending::Pending;
 use crate::transport::shared::Shared;
 use crate::transport::stats::WorkerStats;
 
-pub use accept::MAX_LINGERING_REJECTS;
-
+/// Refused connections kept open briefly so the 503 is read before the socket closes
+/// (closing with unread input would reset the connection and could destroy the response).
+/// Per worker, at most; fewer when the fd reserve is small (`Shared::lingering_rejects`).
+pub const MAX_LINGERING_REJECTS: usize = 64;
 /// Per-worker read buffer: every connection reads into this, none keeps its own.
 pub const READ_BUF_BYTES: usize = 128 * 1024;
 /// Events fetched per poll.
