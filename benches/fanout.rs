@@ -115,6 +115,7 @@ impl Worker {
                 ttl: Duration::from_secs(300),
             },
             vec![WorkerLink::new(tx, waker)].into(),
+            false,
         );
         let mut index = LocalIndex::default();
         for key in 0..SUBSCRIBERS {

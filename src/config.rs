@@ -87,6 +87,9 @@ pub struct Config {
     pub max_subscriptions: usize,
     /// When set, `POST /publish` needs `Authorization: Bearer <token>`.
     pub publish_token: Option<String>,
+    /// Test seam: the memory engine answers through the workers' mailboxes, as a remote
+    /// engine does, so the test suite runs the transports' later-answer paths without Redis.
+    pub defer_answers: bool,
 }
 
 impl Default for Config {
@@ -111,6 +114,7 @@ impl Default for Config {
             history_ttl: Duration::from_secs(DEFAULT_HISTORY_TTL_S),
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
             publish_token: None,
+            defer_answers: false,
         }
     }
 }
@@ -266,6 +270,11 @@ struct Flags {
     #[arg(long, value_name = "LEVEL", env = "SWITCHBOARD_LOG_LEVEL", help_heading = LOGGING,
           value_enum, default_value_t = LogLevel::Info)]
     log_level: LogLevel,
+
+    /// Testing only: the in-memory engine answers through the workers' mailboxes, as a remote
+    /// engine does (see `Config::defer_answers`). Not shown in --help.
+    #[arg(long, env = "SWITCHBOARD_DEFER_ANSWERS", hide = true)]
+    defer_answers: bool,
 }
 
 /// What `--help` shows as the default of flags without one clap could print: the value is
@@ -288,7 +297,12 @@ pub fn command() -> clap::Command {
         // Values may start with '-' (`--publish-token -x`; `--workers -1` gets "not a whole
         // number" rather than "unknown flag -1"), as every value is a flag's argument here;
         // variables show by name only, so `--help` never prints a token from the environment.
-        let a = a.allow_hyphen_values(true).hide_env_values(true);
+        let a = a.hide_env_values(true);
+        let a = if a.get_action().takes_values() {
+            a.allow_hyphen_values(true)
+        } else {
+            a
+        };
         let Some((_, shown)) = computed.iter().find(|(id, _)| a.get_id() == *id) else {
             return a;
         };
@@ -374,6 +388,7 @@ impl Flags {
             history_ttl: Duration::from_secs(self.history_ttl),
             max_subscriptions: self.max_subscriptions,
             publish_token: self.publish_token,
+            defer_answers: self.defer_answers,
         })
     }
 }

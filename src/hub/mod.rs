@@ -43,12 +43,11 @@ impl Hub {
         }
     }
 
-    /// The embedded default: every channel in this process.
-    pub fn in_memory(limits: HistoryLimits, workers: Workers) -> Hub {
-        Hub::new(
-            Box::new(memory::MemoryEngine::new(limits, workers.clone())),
-            workers,
-        )
+    /// The embedded default: every channel in this process (`defer`: a test seam, see
+    /// [`memory`]).
+    pub fn in_memory(limits: HistoryLimits, workers: Workers, defer: bool) -> Hub {
+        let engine = memory::MemoryEngine::new(limits, workers.clone(), defer);
+        Hub::new(Box::new(engine), workers)
     }
 
     pub fn workers(&self) -> &[WorkerLink] {

@@ -79,6 +79,7 @@ impl Server {
                 ttl: cfg.history_ttl,
             },
             links.into(),
+            cfg.defer_answers,
         );
         let shared = Arc::new(Shared {
             cfg,

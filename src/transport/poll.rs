@@ -139,19 +139,21 @@ pub fn deliver(st: &mut ConnState, group: &[Owed], items: &[Item], cx: &mut Cx<'
     let Some(s) = st.session.as_deref_mut() else {
         return;
     };
-    let mut msgs = Vec::with_capacity(group.len());
+    // A replay gathered while other subscriptions were still being answered goes first:
+    // the cursor already counts it.
+    let mut msgs = std::mem::take(&mut s.http().replay);
     for o in group {
         if let Some(Item::Message { channel, msg }) = items.get(o.item as usize) {
             s.advance(*channel, msg.seq);
-            msgs.push(msg);
+            msgs.push(msg.clone());
         }
     }
-    write_reply(&mut Out::new(cx.wbuf, &mut st.outq), msgs, s, cx.index);
+    write_reply(&mut Out::new(cx.wbuf, &mut st.outq), &msgs, s, cx.index);
     session::unsubscribe_all(cx, s);
 }
 
-/// Answers a held poll with nothing new (its timeout, or shutdown when `closing`). The poll
-/// is over: the caller releases the connection.
+/// Answers a held poll when nothing new came (its timeout, or shutdown when `closing`). The
+/// poll is over: the caller releases the connection.
 pub fn expire(st: &mut ConnState, closing: bool, cx: &mut Cx<'_>) {
     let Some(s) = st.session.as_deref_mut() else {
         return;
@@ -159,7 +161,10 @@ pub fn expire(st: &mut ConnState, closing: bool, cx: &mut Cx<'_>) {
     if closing {
         s.http().keep_alive = false;
     }
-    write_reply(&mut Out::new(cx.wbuf, &mut st.outq), [], s, cx.index);
+    // Nothing new — but a replay gathered while other subscriptions were being answered is
+    // already in the cursor, so it goes out.
+    let replay = std::mem::take(&mut s.http().replay);
+    write_reply(&mut Out::new(cx.wbuf, &mut st.outq), &replay, s, cx.index);
     session::unsubscribe_all(cx, s);
 }
 

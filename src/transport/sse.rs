@@ -110,7 +110,10 @@ pub fn start(
     for (channel_id, replay) in replays {
         write_replay(&mut out, &mut s, cx.index, channel_id, &replay);
     }
-    write_id(&mut out, &s, cx.index);
+    // The id-only event that ends the replay comes once every subscription is answered.
+    if s.waiting == 0 {
+        write_id(&mut out, &s, cx.index);
+    }
     st.session = Some(Box::new(s));
     st.transport = Some(Route::Sse);
     st.set_phase(Phase::Open, cx.now);
@@ -155,11 +158,16 @@ pub fn on_answer(
     }
     let Answered::Subscribed(Ok(sub)) = answer else {
         // The channel stays out of the stream, as a refused one does at start.
+        if s.waiting == 0 {
+            write_id(&mut Out::new(cx.wbuf, outq), s, cx.index);
+        }
         return;
     };
     session::register(cx.index, s, cx.who, channel, &sub, false);
     let (channel_id, replay) = positioned(s, sub);
     let mut out = Out::new(cx.wbuf, outq);
     write_replay(&mut out, s, cx.index, channel_id, &replay);
-    write_id(&mut out, s, cx.index);
+    if s.waiting == 0 {
+        write_id(&mut out, s, cx.index);
+    }
 }

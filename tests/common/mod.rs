@@ -1407,6 +1407,11 @@ pub fn switchboard_command() -> Command {
             cmd.env_remove(name);
         }
     }
+    // `SB_TEST_DEFER_ANSWERS=1 cargo test ...` runs the tests against an engine that answers
+    // through the mailbox, as a remote one does (`.ci/test` runs the channel tests so too).
+    if std::env::var_os("SB_TEST_DEFER_ANSWERS").is_some_and(|v| v == "1") {
+        cmd.arg("--defer-answers");
+    }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

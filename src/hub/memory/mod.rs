@@ -8,6 +8,10 @@
 //! history, later ids arrive through the mailbox. Every answer is given at once.
 //!
 //! The epoch is one per process: ids restart with the process, and so does the epoch.
+//!
+//! With `defer` (a test seam, `--defer-answers`), every answer goes through the asking
+//! worker's mailbox instead, as a remote engine's does; a subscription's answer is queued
+//! under the channel's lock, at its exact place in the channel's stream.
 
 pub mod channel;
 pub mod presence;
@@ -20,7 +24,8 @@ use std::time::Instant;
 
 use crate::codec::protocol::Data;
 use crate::hub::engine::{
-    Answer, Engine, Epoch, Health, History, Published, ReplyTo, Since, SubscribeReq, Subscription,
+    Answer, Answered, Engine, EngineError, Epoch, Health, History, Published, ReplyTo, Since,
+    SubscribeReq, Subscription,
 };
 use crate::hub::link::{self, Delivery, Wakes, Workers};
 use crate::hub::msg::Msg;
@@ -43,10 +48,12 @@ pub struct MemoryEngine {
     workers: Workers,
     next_channel_id: AtomicU64,
     sweep_cursor: AtomicUsize,
+    /// Answer through the mailbox (see the module doc).
+    defer: bool,
 }
 
 impl MemoryEngine {
-    pub fn new(limits: HistoryLimits, workers: Workers) -> Self {
+    pub fn new(limits: HistoryLimits, workers: Workers, defer: bool) -> Self {
         MemoryEngine {
             limits,
             epoch: Epoch::random(),
@@ -55,7 +62,22 @@ impl MemoryEngine {
             workers,
             next_channel_id: AtomicU64::new(1),
             sweep_cursor: AtomicUsize::new(0),
+            defer,
         }
+    }
+
+    /// An answer now, or (deferred) in the asking worker's mailbox.
+    fn answer<T>(
+        &self,
+        reply: ReplyTo,
+        result: Result<T, EngineError>,
+        wrap: fn(Result<T, EngineError>) -> Answered,
+    ) -> Answer<T> {
+        if !self.defer {
+            return Answer::Now(result);
+        }
+        link::answer(&self.workers, reply, wrap(result));
+        Answer::Later
     }
 
     fn shard(&self, name: &str) -> MutexGuard<'_, Shard> {
@@ -78,7 +100,7 @@ impl MemoryEngine {
 }
 
 impl Engine for MemoryEngine {
-    fn publish(&self, channel: &str, data: &Data<'_>, _reply: ReplyTo) -> Answer<Published> {
+    fn publish(&self, channel: &str, data: &Data<'_>, reply: ReplyTo) -> Answer<Published> {
         let now = Instant::now();
         let mut wakes = Wakes::default();
         let seq = {
@@ -94,13 +116,14 @@ impl Engine for MemoryEngine {
             seq
         };
         wakes.wake(&self.workers);
-        Answer::Now(Ok(Published {
+        let published = Published {
             id: seq,
             epoch: self.epoch.clone(),
-        }))
+        };
+        self.answer(reply, Ok(published), Answered::Published)
     }
 
-    fn subscribe(&self, req: SubscribeReq<'_>, _reply: ReplyTo) -> Answer<Subscription> {
+    fn subscribe(&self, req: SubscribeReq<'_>, reply: ReplyTo) -> Answer<Subscription> {
         let now = Instant::now();
         let mut wakes = Wakes::default();
         let sub = {
@@ -116,16 +139,18 @@ impl Engine for MemoryEngine {
             if let Some(user) = req.user {
                 presence::change(&self.workers, ch, req.channel, user, true, &mut wakes);
             }
-            Subscription {
+            let sub = Subscription {
                 channel_id: ch.id,
                 epoch: self.epoch.clone(),
                 last_seq: ch.last_seq(),
                 recovered,
                 replay,
-            }
+            };
+            // Deferred, the answer must be queued before the lock lets the next publish in.
+            self.answer(reply, Ok(sub), Answered::Subscribed)
         };
         wakes.wake(&self.workers);
-        Answer::Now(Ok(sub))
+        sub
     }
 
     fn unsubscribe(&self, channel: &str, worker: usize, user: Option<&str>) {
@@ -155,7 +180,7 @@ impl Engine for MemoryEngine {
         channel: &str,
         since: Option<&Since>,
         limit: usize,
-        _reply: ReplyTo,
+        reply: ReplyTo,
     ) -> Answer<History> {
         let shard = self.shard(channel);
         let (recovered, messages) = match shard.channels.get(channel) {
@@ -164,23 +189,26 @@ impl Engine for MemoryEngine {
             // client had seen nothing either.
             None => (since.is_none_or(|s| s.id == 0), Vec::new()),
         };
-        Answer::Now(Ok(History {
+        let history = History {
             epoch: self.epoch.clone(),
             recovered,
             messages,
-        }))
+        };
+        self.answer(reply, Ok(history), Answered::History)
     }
 
-    fn presence(&self, channel: &str, _reply: ReplyTo) -> Answer<Vec<Box<str>>> {
-        let shard = self.shard(channel);
-        Answer::Now(Ok(shard
+    fn presence(&self, channel: &str, reply: ReplyTo) -> Answer<Vec<Box<str>>> {
+        let members = self
+            .shard(channel)
             .channels
             .get(channel)
-            .map_or_else(Vec::new, presence::members)))
+            .map_or_else(Vec::new, presence::members);
+        self.answer(reply, Ok(members), Answered::Presence)
     }
 
-    fn users_online(&self, users: &[&str], _reply: ReplyTo) -> Answer<Vec<bool>> {
-        Answer::Now(Ok(users.iter().map(|u| self.users.online(u)).collect()))
+    fn users_online(&self, users: &[&str], reply: ReplyTo) -> Answer<Vec<bool>> {
+        let online = users.iter().map(|u| self.users.online(u)).collect();
+        self.answer(reply, Ok(online), Answered::Users)
     }
 
     fn user_connected(&self, user: &str) {
@@ -263,7 +291,7 @@ mod tests {
             size,
             ttl: Duration::from_secs(300),
         };
-        (MemoryEngine::new(limits, links.into()), rxs, polls)
+        (MemoryEngine::new(limits, links.into(), false), rxs, polls)
     }
 
     fn now<T>(a: Answer<T>) -> T {
@@ -452,6 +480,59 @@ mod tests {
         }
         assert_eq!(channels_in_shard(&e, "c"), 0);
         assert_eq!(publish(&e, "c", "e"), 5);
+    }
+
+    #[test]
+    fn a_deferred_subscription_answer_sits_at_its_place_in_the_stream() {
+        let (mut e, rxs, _polls) = engine(1, 10);
+        e.defer = true;
+        subscribe_later(&e, "c"); // a first subscriber, so deliveries flow to worker 0
+        publish_later(&e, "c");
+        subscribe_later(&e, "c");
+        publish_later(&e, "c");
+        let order: Vec<String> = rxs[0]
+            .try_iter()
+            .map(|c| match c {
+                Cmd::Deliver {
+                    item: Delivery::Message(m),
+                    ..
+                } => format!("message {}", m.seq),
+                Cmd::Answer {
+                    answer: Answered::Subscribed(Ok(s)),
+                    ..
+                } => format!("subscribed at {}", s.last_seq),
+                Cmd::Answer {
+                    answer: Answered::Published(Ok(p)),
+                    ..
+                } => format!("published {}", p.id),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "subscribed at 0",
+                "message 1",
+                "published 1",
+                "subscribed at 1",
+                "message 2",
+                "published 2"
+            ]
+        );
+    }
+
+    fn subscribe_later(e: &MemoryEngine, ch: &str) {
+        let req = SubscribeReq {
+            channel: ch,
+            worker: 0,
+            since: None,
+            user: None,
+        };
+        assert!(e.subscribe(req, R).is_later());
+    }
+
+    fn publish_later(e: &MemoryEngine, ch: &str) {
+        assert!(e.publish(ch, &Data::Text("x"), R).is_later());
     }
 
     #[test]
