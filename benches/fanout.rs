@@ -119,10 +119,8 @@ impl Worker {
         );
         let mut index = LocalIndex::default();
         for key in 0..SUBSCRIBERS {
-            let mut s = Session {
-                raw: true,
-                ..Session::default()
-            };
+            let mut s = Session::default();
+            s.raw = true;
             let who = ConnId {
                 worker: 0,
                 key: key as u32,

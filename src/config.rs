@@ -659,7 +659,7 @@ mod tests {
         }
         for arg in cmd.get_arguments() {
             let Some(long) = arg.get_long() else { continue };
-            if long == "help" || long == "version" {
+            if long == "help" || long == "version" || arg.is_hide_set() {
                 continue;
             }
             let env = format!(

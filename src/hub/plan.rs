@@ -51,20 +51,20 @@ impl Batch {
         let before = self.owed.len();
         match &delivery {
             Delivery::Message(msg) => {
-                // Ids up to min_seq were replayed or predate the subscription.
-                for (_, sub) in local.subs.iter().filter(|(_, s)| msg.seq > s.min_seq) {
+                // Ids up to a subscriber's position were replayed, sent, or predate it.
+                for sub in local.subs.iter().filter(|s| msg.seq > s.position) {
                     self.owed.push(Owed {
-                        key: sub.key,
+                        key: sub.key(),
                         gen: sub.gen,
                         item,
-                        raw: sub.raw,
+                        raw: sub.raw(),
                     });
                 }
             }
             Delivery::Presence(_) => {
-                for (_, sub) in local.subs.iter().filter(|(_, s)| s.presence && !s.raw) {
+                for sub in local.subs.iter().filter(|s| s.presence() && !s.raw()) {
                     self.owed.push(Owed {
-                        key: sub.key,
+                        key: sub.key(),
                         gen: sub.gen,
                         item,
                         raw: false,

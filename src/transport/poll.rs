@@ -55,7 +55,7 @@ pub fn start(
             user: None,
         };
         match session::subscribe(cx, &mut s, ask, op) {
-            Ok(Some(sub)) => gather(&mut s, sub.channel_id, sub.replay),
+            Ok(Some(sub)) => gather(&mut s, cx.index, sub.channel_id, sub.replay),
             Ok(None) => s
                 .http()
                 .waiting_at
@@ -76,9 +76,9 @@ pub fn start(
 }
 
 /// Adds a subscription's replay to what the poll will answer with.
-fn gather(s: &mut Session, channel_id: u64, replay: Vec<Arc<Msg>>) {
+fn gather(s: &mut Session, index: &mut LocalIndex, channel_id: u64, replay: Vec<Arc<Msg>>) {
     for msg in &replay {
-        s.advance(channel_id, msg.seq);
+        s.advance(index, channel_id, msg.seq);
     }
     s.http().replay.extend(replay);
 }
@@ -86,7 +86,7 @@ fn gather(s: &mut Session, channel_id: u64, replay: Vec<Arc<Msg>>) {
 /// Whether the poll can be answered now: every subscription is answered and something was
 /// replayed (or it is a `HEAD`); otherwise it stays held until a delivery or the timeout.
 fn ready(s: &mut Session) -> bool {
-    let waiting = s.waiting;
+    let waiting = s.waiting();
     let http = s.http();
     waiting == 0 && (!http.replay.is_empty() || http.head_only)
 }
@@ -115,7 +115,7 @@ pub fn write_reply<'m>(
     body.push_str("],\"cursor\":");
     protocol::push_json_str(&mut body, &session.cursor(index));
     body.push('}');
-    let http = session.http.as_deref();
+    let http = session.http_state();
     let cors = http.and_then(|h| h.cors.as_deref()).unwrap_or("");
     let head_only = http.is_some_and(|h| h.head_only);
     let keep_alive = http.is_some_and(|h| h.keep_alive);
@@ -144,7 +144,7 @@ pub fn deliver(st: &mut ConnState, group: &[Owed], items: &[Item], cx: &mut Cx<'
     let mut msgs = std::mem::take(&mut s.http().replay);
     for o in group {
         if let Some(Item::Message { channel, msg }) = items.get(o.item as usize) {
-            s.advance(*channel, msg.seq);
+            s.advance(cx.index, *channel, msg.seq);
             msgs.push(msg.clone());
         }
     }
@@ -174,11 +174,11 @@ pub fn on_answer(st: &mut ConnState, channel: &str, answer: Answered, cx: &mut C
     let Some(s) = st.session.as_deref_mut() else {
         return false;
     };
-    s.waiting = s.waiting.saturating_sub(1);
+    s.wait(false);
     s.http().waiting_at.retain(|(c, _)| &**c != channel);
     if let Answered::Subscribed(Ok(sub)) = answer {
         session::register(cx.index, s, cx.who, channel, &sub, false);
-        gather(s, sub.channel_id, sub.replay);
+        gather(s, cx.index, sub.channel_id, sub.replay);
     }
     if !ready(s) {
         return false;

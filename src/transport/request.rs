@@ -260,8 +260,7 @@ pub fn release(st: &mut ConnState, cx: &mut Cx<'_>) -> Verdict {
     let keep_alive = st
         .session
         .take()
-        .and_then(|s| s.http)
-        .is_some_and(|h| h.keep_alive);
+        .is_some_and(|s| s.http_state().is_some_and(|h| h.keep_alive));
     st.set_phase(
         if keep_alive {
             Phase::Request
@@ -276,11 +275,7 @@ pub fn release(st: &mut ConnState, cx: &mut Cx<'_>) -> Verdict {
 /// The engine did not answer a held request in time: `503 unavailable`, and the request is
 /// forgotten (a late answer finds nobody waiting).
 pub fn expire_held(st: &mut ConnState, cx: &mut Cx<'_>) -> Verdict {
-    if let Some(h) = st
-        .session
-        .as_deref_mut()
-        .and_then(|s| s.http.as_deref_mut())
-    {
+    if let Some(h) = st.session.as_deref_mut().map(Session::http) {
         if let Some(ticket) = h.ticket.take() {
             cx.pending.cancel(ticket);
         }

@@ -12,20 +12,30 @@ use crate::hub::subs::{LocalIndex, Sub, SubRef};
 use crate::transport::cx::Cx;
 use crate::transport::pending::{ConnId, PendingOp};
 
-/// Boxed in its connection; `/echo` and plain HTTP have none.
+/// Boxed in its connection; `/echo` and plain HTTP have none. 24 bytes (a 32-byte heap
+/// block) for the common `/ws` subscriber of one channel: everything rarer is behind `more`.
 #[derive(Debug, Default)]
 pub struct Session {
-    /// Name given with `?user=`, for presence.
-    pub user: Option<Box<str>>,
     /// `format=raw`: messages arrive as bare payload frames, no JSON envelope.
     pub raw: bool,
     /// May send `publish` (see `ws::Plan::from_request`).
     pub may_publish: bool,
+    /// The first subscription, held inline: most connections have one.
+    first: Option<SubRef>,
+    more: Option<Box<More>>,
+}
+
+/// The rarer parts of a session.
+#[derive(Debug, Default)]
+struct More {
+    /// Subscriptions after the first.
+    subs: Vec<SubRef>,
+    /// Name given with `?user=`, for presence.
+    user: Option<Box<str>>,
     /// Subscriptions asked of the engine and not answered yet.
-    pub waiting: u32,
-    pub subs: Vec<SubRef>,
-    /// What an HTTP stream (SSE, long-poll) or a held request needs; `/ws` has none.
-    pub http: Option<Box<HttpState>>,
+    waiting: u32,
+    /// What an HTTP stream (SSE, long-poll) or a held request needs.
+    http: Option<HttpState>,
 }
 
 /// The HTTP side of a session.
@@ -47,40 +57,122 @@ pub struct HttpState {
 }
 
 impl Session {
+    fn more(&mut self) -> &mut More {
+        self.more.get_or_insert_with(Box::default)
+    }
+
+    /// The session's subscriptions.
+    pub fn subs(&self) -> impl Iterator<Item = &SubRef> {
+        self.first
+            .iter()
+            .chain(self.more.iter().flat_map(|m| &m.subs))
+    }
+
+    pub fn sub_count(&self) -> usize {
+        usize::from(self.first.is_some()) + self.more.as_ref().map_or(0, |m| m.subs.len())
+    }
+
+    fn push_sub(&mut self, r: SubRef) {
+        if self.first.is_none() {
+            self.first = Some(r);
+        } else {
+            self.more().subs.push(r);
+        }
+    }
+
+    /// Removes and returns the subscription to `channel`.
+    fn take_sub(&mut self, index: &LocalIndex, channel: &str) -> Option<SubRef> {
+        let named = |r: &SubRef| index.name_of(r) == Some(channel);
+        if self.first.as_ref().is_some_and(named) {
+            let r = self.first.take();
+            self.first = self.more.as_mut().and_then(|m| m.subs.pop());
+            return r;
+        }
+        let m = self.more.as_mut()?;
+        let pos = m.subs.iter().position(named)?;
+        Some(m.subs.swap_remove(pos))
+    }
+
+    /// Removes every subscription.
+    fn take_subs(&mut self) -> Vec<SubRef> {
+        let mut all: Vec<SubRef> = self.first.take().into_iter().collect();
+        if let Some(m) = self.more.as_mut() {
+            all.append(&mut m.subs);
+        }
+        all
+    }
+
+    pub fn user(&self) -> Option<&str> {
+        self.more.as_ref()?.user.as_deref()
+    }
+
+    pub fn set_user(&mut self, user: Option<Box<str>>) {
+        if user.is_some() || self.more.is_some() {
+            self.more().user = user;
+        }
+    }
+
+    /// Subscriptions asked of the engine and not answered yet.
+    pub fn waiting(&self) -> u32 {
+        self.more.as_ref().map_or(0, |m| m.waiting)
+    }
+
+    /// One more subscription waiting for its answer (`true`), or one answered (`false`).
+    pub fn wait(&mut self, more: bool) {
+        let m = self.more();
+        m.waiting = if more {
+            m.waiting + 1
+        } else {
+            m.waiting.saturating_sub(1)
+        };
+    }
+
+    /// The HTTP side, created when first needed.
+    pub fn http(&mut self) -> &mut HttpState {
+        self.more().http.get_or_insert_with(HttpState::default)
+    }
+
+    /// The HTTP side, if there is one.
+    pub fn http_state(&self) -> Option<&HttpState> {
+        self.more.as_ref()?.http.as_ref()
+    }
+
+    /// The subscription to the channel the engine knows as `channel_id`.
+    fn sub_of(&self, index: &LocalIndex, channel_id: u64) -> Option<SubRef> {
+        self.subs()
+            .find(|r| index.channel(r).is_some_and(|c| c.id == channel_id))
+            .copied()
+    }
+
     /// Sets the connection's position in `channel_id` (the last id it has been sent).
-    pub fn set_position(&mut self, channel_id: u64, seq: u64) {
-        if let Some(r) = self.subs.iter_mut().find(|r| r.channel_id == channel_id) {
-            r.last_seq = seq;
+    pub fn set_position(&self, index: &mut LocalIndex, channel_id: u64, seq: u64) {
+        if let Some(r) = self.sub_of(index, channel_id) {
+            index.set_position(&r, seq);
         }
     }
 
     /// Notes that message `seq` of `channel_id` was sent.
-    pub fn advance(&mut self, channel_id: u64, seq: u64) {
-        if let Some(r) = self.subs.iter_mut().find(|r| r.channel_id == channel_id) {
-            r.last_seq = r.last_seq.max(seq);
+    pub fn advance(&self, index: &mut LocalIndex, channel_id: u64, seq: u64) {
+        if let Some(r) = self.sub_of(index, channel_id) {
+            let at = index.position(&r).unwrap_or(0);
+            index.set_position(&r, at.max(seq));
         }
     }
 
     /// Whether the session is subscribed to `channel`.
     pub fn has(&self, index: &LocalIndex, channel: &str) -> bool {
-        self.subs.iter().any(|r| index.name_of(r) == Some(channel))
-    }
-
-    /// The HTTP side, created when first needed.
-    pub fn http(&mut self) -> &mut HttpState {
-        self.http.get_or_insert_with(Box::default)
+        self.subs().any(|r| index.name_of(r) == Some(channel))
     }
 
     /// The position over all subscriptions (and those still being answered), for an SSE
     /// `id:` or a poll reply's `cursor`.
     pub fn cursor(&self, index: &LocalIndex) -> String {
         let mut out = String::new();
-        let waiting = self.http.iter().flat_map(|h| &h.waiting_at);
+        let waiting = self.http_state().into_iter().flat_map(|h| &h.waiting_at);
         write_cursor(
             &mut out,
-            self.subs
-                .iter()
-                .filter_map(|r| Some((index.name_of(r)?, r.last_seq)))
+            self.subs()
+                .filter_map(|r| Some((index.name_of(r)?, index.position(r)?)))
                 .chain(waiting.map(|(name, id)| (&**name, *id))),
         );
         out
@@ -116,7 +208,7 @@ pub fn subscribe(
     if s.has(cx.index, ask.channel) {
         return Err(OpError::AlreadySubscribed);
     }
-    if s.subs.len() + s.waiting as usize >= ask.max {
+    if s.sub_count() + s.waiting() as usize >= ask.max {
         return Err(OpError::TooManySubscriptions(ask.max));
     }
     let reply = cx.reply_to();
@@ -124,7 +216,7 @@ pub fn subscribe(
         channel: ask.channel,
         worker: cx.who.worker,
         since: ask.since,
-        user: s.user.as_deref(),
+        user: s.user(),
     };
     match cx.hub.engine.subscribe(req, reply) {
         Answer::Now(Ok(sub)) => {
@@ -133,7 +225,7 @@ pub fn subscribe(
         }
         Answer::Now(Err(e)) => Err(op_error(&e)),
         Answer::Later => {
-            s.waiting += 1;
+            s.wait(true);
             cx.park(reply, op());
             Ok(None)
         }
@@ -149,34 +241,21 @@ pub fn register(
     sub: &Subscription,
     presence: bool,
 ) {
-    let slot = index.add(
+    let r = index.add(
         sub.channel_id,
         channel,
         &sub.epoch,
-        Sub {
-            key: who.key,
-            gen: who.gen,
-            min_seq: sub.last_seq,
-            raw: s.raw,
-            presence,
-        },
+        Sub::new(who.key, who.gen, sub.last_seq, s.raw, presence),
     );
-    s.subs.push(SubRef {
-        channel_id: sub.channel_id,
-        slot,
-        last_seq: sub.last_seq,
-    });
+    s.push_sub(r);
 }
 
 /// Unsubscribes a connection from one channel.
 pub fn unsubscribe(cx: &mut Cx<'_>, s: &mut Session, channel: &str) -> Result<(), OpError> {
-    let pos = s
-        .subs
-        .iter()
-        .position(|r| cx.index.name_of(r) == Some(channel))
+    let r = s
+        .take_sub(cx.index, channel)
         .ok_or(OpError::NotSubscribed)?;
-    let r = s.subs.swap_remove(pos);
-    remove(cx, r, s.user.as_deref());
+    remove(cx, r, s.user());
     Ok(())
 }
 
@@ -184,20 +263,30 @@ pub fn unsubscribe(cx: &mut Cx<'_>, s: &mut Session, channel: &str) -> Result<()
 /// once.
 pub fn end(cx: &mut Cx<'_>, s: &mut Session) {
     unsubscribe_all(cx, s);
-    if let Some(user) = s.user.as_deref() {
+    if let Some(user) = s.user() {
         cx.hub.engine.user_disconnected(user);
     }
 }
 
 /// Drops every subscription of a session (presence ends at once).
 pub fn unsubscribe_all(cx: &mut Cx<'_>, s: &mut Session) {
-    for r in std::mem::take(&mut s.subs) {
-        remove(cx, r, s.user.as_deref());
+    for r in s.take_subs() {
+        remove(cx, r, s.user());
     }
 }
 
 fn remove(cx: &mut Cx<'_>, r: SubRef, user: Option<&str>) {
     if let Some(name) = cx.index.remove(&r) {
         cx.hub.engine.unsubscribe(&name, cx.who.worker, user);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_fits_a_32_byte_block() {
+        assert!(std::mem::size_of::<Session>() <= 24);
     }
 }

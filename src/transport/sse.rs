@@ -44,15 +44,15 @@ pub fn write_ping(out: &mut Out<'_>) {
 /// Delivers owed messages to an SSE connection (presence events are not part of SSE).
 pub fn deliver(
     out: &mut Out<'_>,
-    session: &mut Session,
-    index: &LocalIndex,
+    session: &Session,
+    index: &mut LocalIndex,
     group: &[Owed],
     items: &[Item],
 ) {
     for o in group {
         if let Some(Item::Message { channel, msg }) = items.get(o.item as usize) {
             out.shared(msg.sse_data(session.raw));
-            session.advance(*channel, msg.seq);
+            session.advance(index, *channel, msg.seq);
             write_id(out, session, index);
         }
     }
@@ -77,10 +77,8 @@ pub fn start(
         HandshakeError::Malformed("Last-Event-ID is not a cursor (channel:id,...)"),
     )?;
     write_head(cx.wbuf, cors);
-    let mut s = Session {
-        raw,
-        ..Session::default()
-    };
+    let mut s = Session::default();
+    s.raw = raw;
     // Subscribe to every channel before replaying any, so each replayed event's id is a
     // cursor over all of them; a channel's position starts just before its replay, so
     // whichever event the client saw last, resuming from its id misses nothing.
@@ -98,7 +96,7 @@ pub fn start(
             user: None,
         };
         match session::subscribe(cx, &mut s, ask, op) {
-            Ok(Some(sub)) => replays.push(positioned(&mut s, sub)),
+            Ok(Some(sub)) => replays.push(positioned(&s, cx.index, sub)),
             Ok(None) => s
                 .http()
                 .waiting_at
@@ -108,10 +106,10 @@ pub fn start(
     }
     let mut out = Out::new(cx.wbuf, &mut st.outq);
     for (channel_id, replay) in replays {
-        write_replay(&mut out, &mut s, cx.index, channel_id, &replay);
+        write_replay(&mut out, &s, cx.index, channel_id, &replay);
     }
     // The id-only event that ends the replay comes once every subscription is answered.
-    if s.waiting == 0 {
+    if s.waiting() == 0 {
         write_id(&mut out, &s, cx.index);
     }
     st.session = Some(Box::new(s));
@@ -122,23 +120,23 @@ pub fn start(
 }
 
 /// Places a new subscription just before its replay; returns the channel and the replay.
-fn positioned(s: &mut Session, sub: Subscription) -> (u64, Vec<Arc<Msg>>) {
+fn positioned(s: &Session, index: &mut LocalIndex, sub: Subscription) -> (u64, Vec<Arc<Msg>>) {
     if let Some(first) = sub.replay.first() {
-        s.set_position(sub.channel_id, first.seq - 1);
+        s.set_position(index, sub.channel_id, first.seq - 1);
     }
     (sub.channel_id, sub.replay)
 }
 
 fn write_replay(
     out: &mut Out<'_>,
-    s: &mut Session,
-    index: &LocalIndex,
+    s: &Session,
+    index: &mut LocalIndex,
     channel_id: u64,
     replay: &[Arc<Msg>],
 ) {
     for msg in replay {
         out.shared(msg.sse_data(s.raw));
-        s.advance(channel_id, msg.seq);
+        s.advance(index, channel_id, msg.seq);
         write_id(out, s, index);
     }
 }
@@ -152,22 +150,20 @@ pub fn on_answer(
     outq: &mut Option<Box<OutQueue>>,
     cx: &mut Cx<'_>,
 ) {
-    s.waiting = s.waiting.saturating_sub(1);
-    if let Some(h) = s.http.as_deref_mut() {
-        h.waiting_at.retain(|(c, _)| &**c != channel);
-    }
+    s.wait(false);
+    s.http().waiting_at.retain(|(c, _)| &**c != channel);
     let Answered::Subscribed(Ok(sub)) = answer else {
         // The channel stays out of the stream, as a refused one does at start.
-        if s.waiting == 0 {
+        if s.waiting() == 0 {
             write_id(&mut Out::new(cx.wbuf, outq), s, cx.index);
         }
         return;
     };
     session::register(cx.index, s, cx.who, channel, &sub, false);
-    let (channel_id, replay) = positioned(s, sub);
+    let (channel_id, replay) = positioned(s, cx.index, sub);
     let mut out = Out::new(cx.wbuf, outq);
     write_replay(&mut out, s, cx.index, channel_id, &replay);
-    if s.waiting == 0 {
+    if s.waiting() == 0 {
         write_id(&mut out, s, cx.index);
     }
 }

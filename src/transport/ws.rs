@@ -91,10 +91,10 @@ impl Plan {
 /// Starts a `/ws` session right after the 101: joins the user's presence and subscribes to
 /// the URL's channels (replaying from `since` when given).
 pub fn start(plan: Plan, s: &mut Session, outq: &mut Option<Box<OutQueue>>, cx: &mut Cx<'_>) {
-    s.user = plan.user.map(String::into_boxed_str);
+    s.set_user(plan.user.map(String::into_boxed_str));
     s.raw = plan.raw;
     s.may_publish = plan.may_publish;
-    if let Some(user) = s.user.as_deref() {
+    if let Some(user) = s.user() {
         cx.hub.engine.user_connected(user);
     }
     let since = plan.since.map(Since::id);
@@ -133,7 +133,7 @@ fn subscribe(
         presence: sub.presence,
         max: cx.cfg.max_subscriptions,
     };
-    let user = s.user.clone();
+    let user = s.user().map(Into::into);
     let result = session::subscribe(cx, s, ask, || PendingOp::Ws {
         op: WsOp::Subscribe {
             channel: sub.channel.into(),
@@ -324,7 +324,7 @@ pub fn on_answer(
             },
             Answered::Subscribed(r),
         ) => {
-            s.waiting = s.waiting.saturating_sub(1);
+            s.wait(false);
             match r {
                 Err(_) if from_url && s.raw => return,
                 Err(e) => Err(op_error(&e)),
@@ -335,7 +335,7 @@ pub fn on_answer(
                         .unsubscribe(&channel, cx.who.worker, user.as_deref());
                     Err(OpError::AlreadySubscribed)
                 }
-                Ok(_) if s.subs.len() >= cx.cfg.max_subscriptions => {
+                Ok(_) if s.sub_count() >= cx.cfg.max_subscriptions => {
                     cx.hub
                         .engine
                         .unsubscribe(&channel, cx.who.worker, user.as_deref());

@@ -117,7 +117,7 @@ impl Worker {
         let (verdict, over_cap) = match (st.transport, st.session.as_deref_mut()) {
             (Some(Route::Sse), Some(s)) => {
                 let mut out = Out::new(&mut self.wbuf, &mut st.outq);
-                sse::deliver(&mut out, s, &self.index, group, items);
+                sse::deliver(&mut out, s, &mut self.index, group, items);
                 (Verdict::Keep, st.queued_bytes() + self.wbuf.len() > max)
             }
             (Some(Route::Poll), Some(_)) => {
