@@ -5,13 +5,14 @@
 //! `child_args` turns a `Config` back into flags for the children of `--procs`.
 
 use std::ffi::OsString;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 
 use clap::error::ErrorKind;
+
+use crate::addrs::{parse_source, parse_target, Sources};
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 /// Most source addresses `--source` may expand to.
-const MAX_SOURCES: u32 = 1 << 16;
 /// Most child processes `--procs` may start.
 const MAX_PROCS: u32 = 64;
 /// `--rate` when not given, in connect and echo mode (connects/s).
@@ -71,7 +72,7 @@ pub enum PublishMode {
 }
 
 impl PublishMode {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             PublishMode::Serial => "serial",
             PublishMode::Rate => "rate",
@@ -87,17 +88,13 @@ pub enum PublishVia {
 }
 
 impl PublishVia {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             PublishVia::Http => "http",
             PublishVia::Ws => "ws",
         }
     }
 }
-
-/// The addresses one `--source` item expands to.
-#[derive(Debug, Clone)]
-struct Sources(Vec<IpAddr>);
 
 /// Every flag as given. `Config` is built from it.
 #[derive(Debug, Parser)]
@@ -413,151 +410,10 @@ fn validate(cfg: &Config) -> Result<(), String> {
     Ok(())
 }
 
-/// The workplace rule: every run targets this machine only.
-fn require_loopback(ip: IpAddr, what: &str) -> Result<(), String> {
-    if ip.is_loopback() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} {ip} is not a loopback address: switchboard-bench only runs against \
-             127.0.0.0/8 or ::1"
-        ))
-    }
-}
-
-/// `IP:port`, `[::1]:port`, `localhost:port`, optionally with a `ws://` prefix and a path.
-fn parse_target(text: &str) -> Result<SocketAddr, String> {
-    let text = text.trim();
-    let bare = text.strip_prefix("ws://").unwrap_or(text);
-    let bare = bare.split('/').next().unwrap_or(bare);
-    let addr = match bare.parse::<SocketAddr>() {
-        Ok(addr) => addr,
-        Err(_) => {
-            let (host, _) = bare
-                .rsplit_once(':')
-                .ok_or_else(|| format!("--target {text:?}: expected HOST:PORT"))?;
-            if host != "localhost" {
-                return Err(format!(
-                    "--target {text:?}: use an IP literal or localhost (names are not resolved)"
-                ));
-            }
-            bare.to_socket_addrs()
-                .map_err(|e| format!("--target {text:?}: {e}"))?
-                .find(SocketAddr::is_ipv4)
-                .ok_or_else(|| format!("--target {text:?}: localhost has no IPv4 address"))?
-        }
-    };
-    require_loopback(addr.ip(), "target")?;
-    Ok(addr)
-}
-
-/// One item of `--source`: `A` or `A-B` (inclusive, IPv4); an empty item (from `a,,b`) is none.
-fn parse_source(text: &str) -> Result<Sources, String> {
-    let part = text.trim();
-    let mut out = Vec::new();
-    if part.is_empty() {
-        return Ok(Sources(out));
-    }
-    let bad = |_| format!("--source {part:?}: not an IP address or A-B range");
-    if let Some((a, b)) = part.split_once('-') {
-        let a: Ipv4Addr = a.trim().parse().map_err(bad)?;
-        let b: Ipv4Addr = b.trim().parse().map_err(bad)?;
-        let (lo, hi) = (u32::from(a), u32::from(b));
-        if lo > hi || hi - lo >= MAX_SOURCES {
-            return Err(format!(
-                "--source {part:?}: range must be ascending and under {MAX_SOURCES} addresses"
-            ));
-        }
-        // Both ends inside 127.0.0.0/8 means everything between is too.
-        require_loopback(IpAddr::V4(a), "source")?;
-        require_loopback(IpAddr::V4(b), "source")?;
-        out.extend((lo..=hi).map(|n| IpAddr::V4(Ipv4Addr::from(n))));
-    } else {
-        let ip: IpAddr = part.parse().map_err(bad)?;
-        require_loopback(ip, "source")?;
-        out.push(ip);
-    }
-    Ok(Sources(out))
-}
-
-/// The share `i` of `k` gets of `total` (the first `total % k` get one more).
-pub fn share(total: u64, i: u32, k: u32) -> u64 {
-    let (i, k) = (u64::from(i), u64::from(k.max(1)));
-    total / k + u64::from(i < total % k)
-}
-
-/// The flags that make child `i` of `cfg.procs` run its share of the work.
-pub fn child_args(cfg: &Config, i: u32) -> Vec<String> {
-    let k = cfg.procs;
-    let mut a: Vec<String> = vec![cfg.mode.name().into()];
-    let mut push = |flag: &str, value: String| {
-        a.push(flag.into());
-        a.push(value);
-    };
-    for t in &cfg.targets {
-        push("--target", t.to_string());
-    }
-    // Each child gets its own slice of the source addresses when there are enough of them,
-    // so no two processes compete for the same (source, target) port space.
-    let n_src = cfg.sources.len() as u64;
-    let sources: Vec<String> = if n_src >= u64::from(k) {
-        let start: u64 = (0..i).map(|j| share(n_src, j, k)).sum();
-        cfg.sources
-            .iter()
-            .skip(start as usize)
-            .take(share(n_src, i, k) as usize)
-            .map(ToString::to_string)
-            .collect()
-    } else {
-        cfg.sources.iter().map(ToString::to_string).collect()
-    };
-    if !sources.is_empty() {
-        push("--source", sources.join(","));
-    }
-    push("--connections", share(cfg.connections, i, k).to_string());
-    let per_child = |r: f64| if r > 0.0 { r / f64::from(k) } else { r };
-    let rate = match cfg.mode {
-        Mode::Connect | Mode::Echo | Mode::Churn => per_child(cfg.rate),
-        // Only child 0 publishes, at the full rate.
-        Mode::Broadcast => cfg.rate,
-    };
-    push("--rate", rate.to_string());
-    push("--ramp-rate", per_child(cfg.ramp_rate).to_string());
-    push("--duration", (cfg.duration_us as f64 / 1e6).to_string());
-    push(
-        "--connect-timeout",
-        (cfg.connect_timeout_us as f64 / 1e6).to_string(),
-    );
-    push("--drain", (cfg.drain_us as f64 / 1e6).to_string());
-    push("--path", cfg.path.clone());
-    push("--size", cfg.size.to_string());
-    push("--depth", cfg.depth.to_string());
-    push("--channel", cfg.channel.clone());
-    push("--publish-rate", cfg.publish_rate.to_string());
-    push("--warmup", cfg.warmup_publishes.to_string());
-    push(
-        "--churn-start",
-        (cfg.churn_start_us as f64 / 1e6).to_string(),
-    );
-    if let Some(stop) = cfg.churn_stop_us {
-        push("--churn-stop", (stop as f64 / 1e6).to_string());
-    }
-    push("--publish-mode", cfg.publish_mode.name().into());
-    push("--publish-via", cfg.publish_via.name().into());
-    push("--child-index", i.to_string());
-    if cfg.text {
-        a.push("--text".into());
-    }
-    if cfg.accept_masked {
-        a.push("--accept-masked".into());
-    }
-    a.push("--json".into());
-    a
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::procs::{child_args, share};
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()

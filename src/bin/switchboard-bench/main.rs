@@ -4,6 +4,7 @@
 //! and flags are in `--help` (declared in `cli`). One mio loop per process, like the server; `--procs` runs
 //! several processes and merges their results. Loopback targets only.
 
+mod addrs;
 mod cause;
 mod cli;
 mod conn;

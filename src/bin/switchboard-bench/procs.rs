@@ -10,7 +10,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
-use crate::cli::{self, Config};
+use crate::cli::{Config, Mode};
 use crate::coord::SETTLE_BEFORE_AFTER_SAMPLE;
 use crate::memprobe::MemTrack;
 use crate::progress::{Printer, Progress};
@@ -46,7 +46,7 @@ pub fn run_parent(cfg: &Config) -> io::Result<Report> {
     let mut children: Vec<ChildState> = Vec::new();
     for i in 0..cfg.procs {
         let spawned = Command::new(&exe)
-            .args(cli::child_args(cfg, i))
+            .args(child_args(cfg, i))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -193,4 +193,79 @@ pub fn run_parent(cfg: &Config) -> io::Result<Report> {
     crate::modes::describe(cfg, &mut total);
     total.errors.extend(errors);
     Ok(total)
+}
+
+/// The share `i` of `k` gets of `total` (the first `total % k` get one more).
+pub fn share(total: u64, i: u32, k: u32) -> u64 {
+    let (i, k) = (u64::from(i), u64::from(k.max(1)));
+    total / k + u64::from(i < total % k)
+}
+
+/// The flags that make child `i` of `cfg.procs` run its share of the work.
+pub fn child_args(cfg: &Config, i: u32) -> Vec<String> {
+    let k = cfg.procs;
+    let mut a: Vec<String> = vec![cfg.mode.name().into()];
+    let mut push = |flag: &str, value: String| {
+        a.push(flag.into());
+        a.push(value);
+    };
+    for t in &cfg.targets {
+        push("--target", t.to_string());
+    }
+    // Each child gets its own slice of the source addresses when there are enough of them,
+    // so no two processes compete for the same (source, target) port space.
+    let n_src = cfg.sources.len() as u64;
+    let sources: Vec<String> = if n_src >= u64::from(k) {
+        let start: u64 = (0..i).map(|j| share(n_src, j, k)).sum();
+        cfg.sources
+            .iter()
+            .skip(start as usize)
+            .take(share(n_src, i, k) as usize)
+            .map(ToString::to_string)
+            .collect()
+    } else {
+        cfg.sources.iter().map(ToString::to_string).collect()
+    };
+    if !sources.is_empty() {
+        push("--source", sources.join(","));
+    }
+    push("--connections", share(cfg.connections, i, k).to_string());
+    let per_child = |r: f64| if r > 0.0 { r / f64::from(k) } else { r };
+    let rate = match cfg.mode {
+        Mode::Connect | Mode::Echo | Mode::Churn => per_child(cfg.rate),
+        // Only child 0 publishes, at the full rate.
+        Mode::Broadcast => cfg.rate,
+    };
+    push("--rate", rate.to_string());
+    push("--ramp-rate", per_child(cfg.ramp_rate).to_string());
+    push("--duration", (cfg.duration_us as f64 / 1e6).to_string());
+    push(
+        "--connect-timeout",
+        (cfg.connect_timeout_us as f64 / 1e6).to_string(),
+    );
+    push("--drain", (cfg.drain_us as f64 / 1e6).to_string());
+    push("--path", cfg.path.clone());
+    push("--size", cfg.size.to_string());
+    push("--depth", cfg.depth.to_string());
+    push("--channel", cfg.channel.clone());
+    push("--publish-rate", cfg.publish_rate.to_string());
+    push("--warmup", cfg.warmup_publishes.to_string());
+    push(
+        "--churn-start",
+        (cfg.churn_start_us as f64 / 1e6).to_string(),
+    );
+    if let Some(stop) = cfg.churn_stop_us {
+        push("--churn-stop", (stop as f64 / 1e6).to_string());
+    }
+    push("--publish-mode", cfg.publish_mode.name().into());
+    push("--publish-via", cfg.publish_via.name().into());
+    push("--child-index", i.to_string());
+    if cfg.text {
+        a.push("--text".into());
+    }
+    if cfg.accept_masked {
+        a.push("--accept-masked".into());
+    }
+    a.push("--json".into());
+    a
 }

@@ -1,0 +1,137 @@
+//! The server's settings as the rest of the server sees them: every limit and default as a
+//! named constant, and [`Config`]. Where they come from is `flags.rs`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::ValueEnum;
+
+/// Default listen address: loopback, so a bare start exposes nothing.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Request head limit (431 above it).
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 8 * 1024;
+/// Largest message, all fragments together (1009 above it).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+/// Queued outbound bytes per connection before it counts as a slow consumer.
+pub const DEFAULT_MAX_OUTBOUND_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_PING_INTERVAL_S: u64 = 30;
+pub const DEFAULT_IDLE_TIMEOUT_S: u64 = 60;
+pub const DEFAULT_HANDSHAKE_TIMEOUT_S: u64 = 10;
+pub const DEFAULT_CLOSE_TIMEOUT_S: u64 = 5;
+pub const DEFAULT_SHUTDOWN_TIMEOUT_S: u64 = 10;
+/// A long-poll with nothing to return answers (empty) after this; below common proxy
+/// timeouts (30 s and up).
+pub const DEFAULT_POLL_TIMEOUT_S: u64 = 25;
+/// Messages kept per channel for resume and the history API.
+pub const DEFAULT_HISTORY_SIZE: usize = 1000;
+pub const DEFAULT_HISTORY_TTL_S: u64 = 300;
+/// Channels one connection may subscribe to.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 100;
+/// Upper bound on `--history-size`: each kept message holds its encoded frames.
+pub const MAX_HISTORY_SIZE: usize = 1_000_000;
+/// File descriptors kept back from `--max-connections` for listeners, the poll and waker fds,
+/// logs, the accept reserve and whatever the process opens later.
+pub const FD_RESERVE: u64 = 64;
+/// Upper bound on `--max-header-bytes`: a request head is read whole into memory.
+pub const MAX_HEADER_BYTES_LIMIT: usize = 1024 * 1024;
+/// Most `--listen` addresses: each worker has one listener per address, and the token module
+/// reserves this many tokens for them.
+pub const MAX_LISTENERS: usize = 32;
+/// Upper bound on `--workers`.
+pub const MAX_WORKERS: usize = 1024;
+/// Upper bound on `--max-subscriptions`.
+pub const MAX_SUBSCRIPTIONS_LIMIT: usize = 100_000;
+/// Upper bound on `--max-message-bytes` and `--max-outbound-bytes` (2 GiB).
+pub const MAX_BYTES_LIMIT: usize = 1 << 31;
+/// Upper bound on every timeout and interval flag (one day), in seconds.
+pub const MAX_TIMEOUT_S: usize = 86_400;
+
+/// What to log; `Error` logs least.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Vec<SocketAddr>,
+    pub workers: usize,
+    /// `None`: derived from the fd limit at start (see `sys::raise_fd_limit`).
+    pub max_connections: Option<usize>,
+    pub max_header_bytes: usize,
+    pub max_message_bytes: usize,
+    pub max_outbound_bytes: usize,
+    pub allowed_origins: Vec<String>,
+    pub subprotocols: Vec<String>,
+    pub ping_interval: Duration,
+    pub idle_timeout: Duration,
+    pub handshake_timeout: Duration,
+    pub close_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub poll_timeout: Duration,
+    pub log_level: LogLevel,
+    pub history_size: usize,
+    pub history_ttl: Duration,
+    pub max_subscriptions: usize,
+    /// When set, `POST /publish` needs `Authorization: Bearer <token>`.
+    pub publish_token: Option<String>,
+    /// Test seam: the memory engine answers through the workers' mailboxes, as a remote
+    /// engine does, so the test suite runs the transports' later-answer paths without Redis.
+    pub defer_answers: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: Vec::new(),
+            workers: default_workers(),
+            max_connections: None,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_outbound_bytes: DEFAULT_MAX_OUTBOUND_BYTES,
+            allowed_origins: Vec::new(),
+            subprotocols: Vec::new(),
+            ping_interval: Duration::from_secs(DEFAULT_PING_INTERVAL_S),
+            idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_S),
+            handshake_timeout: Duration::from_secs(DEFAULT_HANDSHAKE_TIMEOUT_S),
+            close_timeout: Duration::from_secs(DEFAULT_CLOSE_TIMEOUT_S),
+            shutdown_timeout: Duration::from_secs(DEFAULT_SHUTDOWN_TIMEOUT_S),
+            poll_timeout: Duration::from_secs(DEFAULT_POLL_TIMEOUT_S),
+            log_level: LogLevel::Info,
+            history_size: DEFAULT_HISTORY_SIZE,
+            history_ttl: Duration::from_secs(DEFAULT_HISTORY_TTL_S),
+            max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
+            publish_token: None,
+            defer_answers: false,
+        }
+    }
+}
+
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// A refused flag or value: one line for the operator; the process exits 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// What the command line asked for.
+#[derive(Debug)]
+pub enum Command {
+    Run(Box<Config>),
+    /// `--help` or `--version`: clap's text, to print on stdout (`clap::Error::print`) before
+    /// exiting 0.
+    Print(clap::Error),
+}
