@@ -9,6 +9,8 @@
 //!    A top-level module with no rank fails the test (add it to `RANKS` on purpose).
 //! 2. **No cycle.** Between the files themselves (each file is a module), the graph of
 //!    references is acyclic, inside a wing too.
+//! 3. **No god file.** No source file (the load generator's included) has more than
+//!    [`MAX_FILE_LINES`] lines outside its tests.
 //!
 //! A reference is any path through `crate::` (a `use`, grouped `use crate::{a, b::{c}}`
 //! included, or a full path in code), `$crate::` (macros) or `super::`. Comments, string
@@ -419,6 +421,42 @@ fn find_cycle(edges: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>) -> Option<Ve
         }
     }
     None
+}
+
+/// Most lines of non-test code in one source file: a file a reviewer can read in a sitting.
+const MAX_FILE_LINES: usize = 500;
+
+#[test]
+fn no_source_file_is_over_the_bound() {
+    let mut files = Vec::new();
+    collect_all(&src(), &mut files);
+    let mut over = Vec::new();
+    for f in &files {
+        let text = fs::read_to_string(f).expect("read a source file");
+        let code = strip_test_items(&text);
+        let lines = code.lines().count();
+        if lines > MAX_FILE_LINES {
+            over.push(format!("{}: {lines} lines of non-test code", f.display()));
+        }
+    }
+    assert!(files.len() > 50, "found only {} files", files.len());
+    assert!(
+        over.is_empty(),
+        "over {MAX_FILE_LINES} lines (split by responsibility):\n{}",
+        over.join("\n")
+    );
+}
+
+/// Every `.rs` file under `dir`, the load generator's included.
+fn collect_all(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in fs::read_dir(dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display())) {
+        let p = e.expect("directory entry").path();
+        if p.is_dir() {
+            collect_all(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
 }
 
 // The checker checks itself: each rule must catch what it is for.
