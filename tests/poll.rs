@@ -86,25 +86,25 @@ fn messages_after_since_are_returned_at_once() {
             json!({"type": "message", "channel": ROOM, "id": 3, "data": "r3"}),
         ]
     );
-    assert_eq!(cursor, "room:1:3");
+    assert_eq!(plain_cursor(&cursor), "room:1:3");
 
     // A cursor over two channels (the id is after the last `:` of each entry).
     let (msgs, cursor) = p.poll(&format!(
         "channel={ROOM}&channel={NEWS}&since=room:1:2,news:0"
     ));
     assert_eq!(ids(&msgs), pairs(&[(ROOM, 3), (NEWS, 1), (NEWS, 2)]));
-    assert_eq!(cursor, "room:1:3,news:2");
+    assert_eq!(plain_cursor(&cursor), "room:1:3,news:2");
 
     // A bare number: every channel from that id.
     let (msgs, cursor) = p.poll(&format!("channel={ROOM}&channel={NEWS}&since=1"));
     assert_eq!(ids(&msgs), pairs(&[(ROOM, 2), (ROOM, 3), (NEWS, 2)]));
-    assert_eq!(cursor, "room:1:3,news:2");
+    assert_eq!(plain_cursor(&cursor), "room:1:3,news:2");
 
     // The returned cursor picks up where the reply ended: a later message only.
     assert_eq!(http.publish_json(NEWS, &json!("n3")), 3);
     let (msgs, cursor) = p.poll(&format!("channel={ROOM}&channel={NEWS}&since={cursor}"));
     assert_eq!(ids(&msgs), pairs(&[(NEWS, 3)]));
-    assert_eq!(cursor, "room:1:3,news:3");
+    assert_eq!(plain_cursor(&cursor), "room:1:3,news:3");
 }
 
 #[test]
@@ -125,7 +125,7 @@ fn a_held_poll_is_answered_by_the_next_message() {
         msgs,
         vec![json!({"type": "message", "channel": NEWS, "id": 1, "data": "new"})]
     );
-    assert_eq!(cursor, "room:1:1,news:1");
+    assert_eq!(plain_cursor(&cursor), "room:1:1,news:1");
     wait_for_transport_gauge(addr, "poll", 0);
 }
 
@@ -143,7 +143,7 @@ fn without_since_only_new_messages_are_returned() {
     assert_eq!(http.publish_json("fresh", &json!(3)), 3);
     let (msgs, cursor) = p.reply();
     assert_eq!(ids(&msgs), pairs(&[("fresh", 3)]));
-    assert_eq!(cursor, "fresh:3");
+    assert_eq!(plain_cursor(&cursor), "fresh:3");
 }
 
 #[test]
@@ -158,13 +158,13 @@ fn a_held_poll_times_out_with_no_messages_and_the_connection_stays() {
     wait_for_transport_gauge(addr, "poll", 1);
     let (msgs, cursor) = p.reply();
     assert!(msgs.is_empty(), "timed-out poll: {msgs:?}");
-    assert_eq!(cursor, "t:1", "the cursor is unchanged");
+    assert_eq!(plain_cursor(&cursor), "t:1", "the cursor is unchanged");
     wait_for_transport_gauge(addr, "poll", 0);
 
     // Same socket: the next poll works, immediate and held alike.
     let (msgs, cursor) = p.poll("channel=t&since=0");
     assert_eq!(ids(&msgs), pairs(&[("t", 1)]));
-    assert_eq!(cursor, "t:1");
+    assert_eq!(plain_cursor(&cursor), "t:1");
     let (msgs, _) = p.poll("channel=t&since=t:1");
     assert!(msgs.is_empty(), "second timed-out poll: {msgs:?}");
 }
@@ -184,7 +184,7 @@ fn several_polls_share_one_keep_alive_connection() {
         assert_eq!(http.publish_json("ka", &json!(next)), next);
         let (msgs, c) = p.reply();
         assert_eq!(ids(&msgs), pairs(&[("ka", next)]));
-        assert_eq!(c, format!("ka:{next}"));
+        assert_eq!(plain_cursor(&c), format!("ka:{next}"));
         next += 1;
         // Answered at once from history.
         for _ in 0..2 {
@@ -194,7 +194,7 @@ fn several_polls_share_one_keep_alive_connection() {
         let (msgs, c) = p.poll(&format!("channel=ka&since={c}"));
         assert_eq!(ids(&msgs), pairs(&[("ka", next - 2), ("ka", next - 1)]));
         cursor = c;
-        assert_eq!(cursor, format!("ka:{}", next - 1));
+        assert_eq!(plain_cursor(&cursor), format!("ka:{}", next - 1));
     }
 }
 
@@ -244,7 +244,7 @@ fn polling_while_publishing_has_no_gap_and_no_duplicate() {
             }
         }
         assert_eq!(
-            c,
+            plain_cursor(&c),
             format!("room:1:{},news:{}", next[0] - 1, next[1] - 1),
             "the cursor is the position after the reply"
         );
@@ -299,7 +299,7 @@ fn request_behind_a_held_poll(split: bool) {
     let first = read_response_checked(&mut stream, &mut buf, "the poll's reply");
     let (msgs, cursor) = poll_reply(&first);
     assert_eq!(ids(&msgs), pairs(&[("pipe", 1)]));
-    assert_eq!(cursor, "pipe:1");
+    assert_eq!(plain_cursor(&cursor), "pipe:1");
     if first.header_has_token("connection", "close") {
         assert_closed(&mut stream, &buf);
         return;

@@ -1,91 +1,21 @@
-//! Resume positions as the wire carries them: a stream's epoch, a position in it, and the
-//! cursors of SSE and long-polling: `5` (every channel from id 5) or a cursor over several
-//! channels, `room:1:5,news:9` (channel names may contain `:`, never `,`; the id is after
-//! the last `:`).
+//! The resume cursors of SSE and long-polling: `5` (every channel from id 5) or a cursor over
+//! several channels, `room:1:5@E1,news:9@E2` — each channel's last id and, after `@`, the
+//! epoch of its stream (channel names may contain `:` and `@`, never `,`; the position is
+//! after the last `:`, and an epoch is letters and digits only). An id without `@epoch` is
+//! accepted, as cursors handed out before epochs were; it is trusted as it is.
 
-use std::fmt;
-use std::sync::Arc;
-
+use crate::codec::position::{Epoch, Since};
 use crate::codec::protocol;
-
-/// The identity of a channel's stream. Ids compare only within one epoch: a new epoch means
-/// the stream started again (a restarted single node, or a channel Redis lost), so a
-/// position from another epoch cannot be resumed exactly.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Epoch(Arc<str>);
-
-/// Longest epoch accepted from a client.
-pub const MAX_EPOCH_BYTES: usize = 32;
-
-impl Epoch {
-    /// An epoch given by a client or read from a store: 1 to [`MAX_EPOCH_BYTES`] ASCII
-    /// letters and digits (so it needs no escaping in JSON, cursors or URLs).
-    pub fn parse(s: &str) -> Option<Epoch> {
-        let ok = !s.is_empty()
-            && s.len() <= MAX_EPOCH_BYTES
-            && s.bytes().all(|b| b.is_ascii_alphanumeric());
-        ok.then(|| Epoch(s.into()))
-    }
-
-    /// A fresh random epoch (64 bits from the OS-seeded hasher keys, base 36).
-    pub fn random() -> Epoch {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        let mut n = h.finish();
-        let mut s = String::with_capacity(13);
-        while s.len() < 12 {
-            let digit = (n % 36) as u32;
-            s.push(char::from_digit(digit, 36).unwrap_or('0'));
-            n /= 36;
-        }
-        Epoch(s.into())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Epoch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Display for Epoch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Where a client asks to resume: after message `id`, of stream `epoch` when it knows it
-/// (without one, ids are trusted as they are — unsafe across restarts).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Since {
-    pub id: u64,
-    pub epoch: Option<Epoch>,
-}
-
-impl Since {
-    pub fn id(id: u64) -> Since {
-        Since { id, epoch: None }
-    }
-}
 
 /// Where a client asks to resume from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resume {
     /// From now: no replay.
     Live,
-    /// Every channel from this id.
-    All(u64),
-    /// Each listed channel from its own id; others from now.
-    PerChannel(Vec<(String, u64)>),
+    /// Every channel from this position.
+    All(Since),
+    /// Each listed channel from its own position; others from now.
+    PerChannel(Vec<(String, Since)>),
 }
 
 impl Resume {
@@ -95,39 +25,61 @@ impl Resume {
         if s.is_empty() {
             return Some(Resume::Live);
         }
-        if let Ok(n) = s.parse::<u64>() {
-            return Some(Resume::All(n));
+        if let Some(all) = position(s) {
+            return Some(Resume::All(all));
         }
         let mut list = Vec::new();
         for part in s.split(',') {
-            let (name, id) = part.trim().rsplit_once(':')?;
+            let (name, at) = part.trim().rsplit_once(':')?;
             if !protocol::valid_channel(name) {
                 return None;
             }
-            list.push((name.to_string(), id.parse().ok()?));
+            list.push((name.to_string(), position(at)?));
         }
         Some(Resume::PerChannel(list))
     }
 
     /// The `since` for one channel.
-    pub fn since(&self, channel: &str) -> Option<u64> {
+    pub fn since(&self, channel: &str) -> Option<Since> {
         match self {
             Resume::Live => None,
-            Resume::All(n) => Some(*n),
-            Resume::PerChannel(list) => list.iter().find(|(c, _)| c == channel).map(|&(_, n)| n),
+            Resume::All(s) => Some(s.clone()),
+            Resume::PerChannel(list) => list
+                .iter()
+                .find(|(c, _)| c == channel)
+                .map(|(_, s)| s.clone()),
         }
     }
 }
 
-/// Writes a cursor over `entries` (channel, last id sent): `a:5,b:9`.
-pub fn write_cursor<'a>(out: &mut String, entries: impl IntoIterator<Item = (&'a str, u64)>) {
-    for (i, (name, seq)) in entries.into_iter().enumerate() {
+/// `5` or `5@E`.
+fn position(s: &str) -> Option<Since> {
+    let (id, epoch) = match s.split_once('@') {
+        Some((id, e)) => (id, Some(Epoch::parse(e)?)),
+        None => (s, None),
+    };
+    Some(Since {
+        id: id.parse().ok()?,
+        epoch,
+    })
+}
+
+/// Writes a cursor over `entries` (channel, last id sent, epoch): `a:5@E1,b:9@E2`.
+pub fn write_cursor<'a>(
+    out: &mut String,
+    entries: impl IntoIterator<Item = (&'a str, u64, Option<&'a Epoch>)>,
+) {
+    for (i, (name, seq, epoch)) in entries.into_iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         out.push_str(name);
         out.push(':');
         out.push_str(&seq.to_string());
+        if let Some(e) = epoch {
+            out.push('@');
+            out.push_str(e.as_str());
+        }
     }
 }
 
@@ -160,10 +112,10 @@ mod tests {
     #[test]
     fn parses_ids_and_cursors() {
         assert_eq!(Resume::parse(""), Some(Resume::Live));
-        assert_eq!(Resume::parse("42"), Some(Resume::All(42)));
+        assert_eq!(Resume::parse("42"), Some(Resume::All(Since::id(42))));
         let r = Resume::parse("room:1:5,news:9").unwrap();
-        assert_eq!(r.since("room:1"), Some(5));
-        assert_eq!(r.since("news"), Some(9));
+        assert_eq!(r.since("room:1"), Some(Since::id(5)));
+        assert_eq!(r.since("news"), Some(Since::id(9)));
         assert_eq!(r.since("other"), None);
         assert_eq!(Resume::parse("nocolon"), None);
         assert_eq!(Resume::parse("a:x"), None);
@@ -172,15 +124,26 @@ mod tests {
     }
 
     #[test]
-    fn epochs_are_short_safe_and_differ() {
-        let a = Epoch::random();
-        let b = Epoch::random();
-        assert_ne!(a, b);
-        assert_eq!(a.as_str().len(), 12);
-        assert_eq!(Epoch::parse(a.as_str()), Some(a));
-        assert_eq!(Epoch::parse(""), None);
-        assert_eq!(Epoch::parse("a b"), None);
-        assert_eq!(Epoch::parse("a:b"), None);
-        assert_eq!(Epoch::parse(&"x".repeat(33)), None);
+    fn positions_carry_their_epoch_both_ways() {
+        let e = Epoch::parse("k3j2h1").unwrap();
+        let at = |id| Since {
+            id,
+            epoch: Some(e.clone()),
+        };
+        let r = Resume::parse("a@b:c:5@k3j2h1,news:9").unwrap();
+        assert_eq!(r.since("a@b:c"), Some(at(5)), "names may hold @ and :");
+        assert_eq!(r.since("news"), Some(Since::id(9)));
+        assert_eq!(Resume::parse("7@k3j2h1"), Some(Resume::All(at(7))));
+        assert_eq!(Resume::parse("a:5@"), None, "an empty epoch");
+        assert_eq!(
+            Resume::parse("a:5@x-y"),
+            None,
+            "an epoch is letters and digits"
+        );
+        let mut out = String::new();
+        write_cursor(&mut out, [("a@b:c", 5, Some(&e)), ("news", 9, None)]);
+        assert_eq!(out, "a@b:c:5@k3j2h1,news:9");
+        assert_eq!(Resume::parse(&out), Some(r));
+        assert_eq!(Resume::parse("-1"), None);
     }
 }

@@ -4,6 +4,7 @@ pub mod decoder;
 pub mod frame;
 pub mod http;
 pub mod mask;
+pub mod position;
 pub mod protocol;
 pub mod query;
 pub mod sse;

@@ -14,6 +14,8 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::codec::position::{Epoch, Since, MAX_EPOCH_BYTES};
+
 /// Channel names: 1 to 128 bytes of `A-Z a-z 0-9 _ - . : @`.
 pub const MAX_CHANNEL_BYTES: usize = 128;
 /// User names (presence): 1 to 64 bytes, same charset as channels.
@@ -46,7 +48,7 @@ fn valid_name(name: &str, max: usize) -> bool {
 pub enum Op<'a> {
     Subscribe {
         channel: Cow<'a, str>,
-        since: Option<u64>,
+        since: Option<Since>,
         presence: bool,
     },
     Unsubscribe {
@@ -61,7 +63,7 @@ pub enum Op<'a> {
     },
     History {
         channel: Cow<'a, str>,
-        since: Option<u64>,
+        since: Option<Since>,
         limit: usize,
     },
 }
@@ -81,6 +83,8 @@ pub enum OpError {
     UnknownOp,
     MissingField(&'static str),
     InvalidChannel,
+    /// An `epoch` that is not 1-32 letters and digits.
+    InvalidEpoch,
     /// `ref` over [`MAX_REF_BYTES`] or not a string/number.
     InvalidRef,
     /// A binary frame: the protocol is JSON text.
@@ -102,6 +106,7 @@ impl OpError {
             OpError::UnknownOp => "unknown_op",
             OpError::MissingField(_) => "missing_field",
             OpError::InvalidChannel => "invalid_channel",
+            OpError::InvalidEpoch => "invalid_epoch",
             OpError::InvalidRef => "invalid_ref",
             OpError::BinaryFrame => "binary_frame",
             OpError::TooManySubscriptions(_) => "too_many_subscriptions",
@@ -121,6 +126,11 @@ impl OpError {
             OpError::MissingField(f) => format!("missing field: {f}"),
             OpError::InvalidChannel => {
                 format!("channel must be 1-{MAX_CHANNEL_BYTES} bytes of A-Z a-z 0-9 _ - . : @")
+            }
+            OpError::InvalidEpoch => {
+                format!(
+                    "epoch must be 1-{MAX_EPOCH_BYTES} letters and digits, as the server gave it"
+                )
             }
             OpError::InvalidRef => {
                 format!("ref must be a string or number of at most {MAX_REF_BYTES} bytes")
@@ -154,6 +164,8 @@ struct Wire<'a> {
     #[serde(borrow)]
     channel: Option<Cow<'a, str>>,
     since: Option<u64>,
+    #[serde(borrow)]
+    epoch: Option<Cow<'a, str>>,
     limit: Option<u64>,
     presence: Option<bool>,
     // `null` is a valid payload, so `data` is captured raw whatever it holds.
@@ -202,10 +214,21 @@ pub fn parse(frame: &[u8]) -> Result<Request<'_>, (OpError, Option<&RawValue>)> 
         }
         None => return fail(OpError::UnknownOp),
     };
+    let since = match (wire.since, wire.epoch) {
+        (None, _) => None,
+        (Some(id), None) => Some(Since::id(id)),
+        (Some(id), Some(e)) => match Epoch::parse(&e) {
+            Some(epoch) => Some(Since {
+                id,
+                epoch: Some(epoch),
+            }),
+            None => return fail(OpError::InvalidEpoch),
+        },
+    };
     let op = match &*op {
         "subscribe" => Op::Subscribe {
             channel,
-            since: wire.since,
+            since,
             presence: wire.presence.unwrap_or(false),
         },
         "unsubscribe" => Op::Unsubscribe { channel },
@@ -216,7 +239,7 @@ pub fn parse(frame: &[u8]) -> Result<Request<'_>, (OpError, Option<&RawValue>)> 
         "presence" => Op::Presence { channel },
         "history" => Op::History {
             channel,
-            since: wire.since,
+            since,
             limit: wire
                 .limit
                 .map_or(MAX_HISTORY_LIMIT, |l| (l as usize).min(MAX_HISTORY_LIMIT)),
@@ -306,15 +329,25 @@ pub fn message_json(channel: &str, id: u64, data: &Data<'_>) -> String {
     out
 }
 
+/// The stream a position belongs to: `,"epoch":"E"`.
+fn push_epoch(out: &mut String, epoch: &Epoch) {
+    out.push_str(",\"epoch\":\"");
+    out.push_str(epoch.as_str());
+    out.push('"');
+}
+
 pub fn subscribed_json(
     channel: &str,
     last_id: u64,
+    epoch: &Epoch,
     recovered: bool,
     reference: Option<&str>,
 ) -> String {
     let mut out = String::from("{\"type\":\"subscribed\",\"channel\":");
     push_json_str(&mut out, channel);
-    let _ = write!(out, ",\"id\":{last_id},\"recovered\":{recovered}");
+    let _ = write!(out, ",\"id\":{last_id}");
+    push_epoch(&mut out, epoch);
+    let _ = write!(out, ",\"recovered\":{recovered}");
     push_ref(&mut out, reference);
     out.push('}');
     out
@@ -328,10 +361,11 @@ pub fn unsubscribed_json(channel: &str, reference: Option<&str>) -> String {
     out
 }
 
-pub fn published_json(channel: &str, id: u64, reference: Option<&str>) -> String {
+pub fn published_json(channel: &str, id: u64, epoch: &Epoch, reference: Option<&str>) -> String {
     let mut out = String::from("{\"type\":\"published\",\"channel\":");
     push_json_str(&mut out, channel);
     let _ = write!(out, ",\"id\":{id}");
+    push_epoch(&mut out, epoch);
     push_ref(&mut out, reference);
     out.push('}');
     out
@@ -375,12 +409,14 @@ pub fn presence_event_json(channel: &str, user: &str, joined: bool) -> String {
 /// A `history` reply: `messages` are the `message` objects, oldest first.
 pub fn history_json<'m>(
     channel: &str,
+    epoch: &Epoch,
     recovered: bool,
     messages: impl IntoIterator<Item = &'m str>,
     reference: Option<&str>,
 ) -> String {
     let mut out = String::from("{\"type\":\"history\",\"channel\":");
     push_json_str(&mut out, channel);
+    push_epoch(&mut out, epoch);
     let _ = write!(out, ",\"recovered\":{recovered},\"messages\":[");
     for (i, m) in messages.into_iter().enumerate() {
         if i > 0 {
@@ -426,9 +462,17 @@ mod tests {
     fn parses_each_op() {
         let r = ok(r#"{"op":"subscribe","channel":"room:1","since":41,"ref":"a"}"#);
         assert!(
-            matches!(r.op, Op::Subscribe { ref channel, since: Some(41), presence: false } if channel == "room:1")
+            matches!(r.op, Op::Subscribe { ref channel, since: Some(Since { id: 41, epoch: None }), presence: false } if channel == "room:1")
         );
         assert_eq!(r.reference.map(RawValue::get), Some("\"a\""));
+        let r = ok(r#"{"op":"subscribe","channel":"c","since":4,"epoch":"ab12"}"#);
+        assert!(
+            matches!(r.op, Op::Subscribe { since: Some(Since { id: 4, epoch: Some(ref e) }), .. } if e.as_str() == "ab12")
+        );
+        assert_eq!(
+            err(r#"{"op":"history","channel":"c","since":4,"epoch":"a-b","ref":1}"#),
+            (OpError::InvalidEpoch, Some("1".into()))
+        );
         let r = ok(r#"{"op":"subscribe","channel":"c","presence":true}"#);
         assert!(matches!(
             r.op,
@@ -456,7 +500,7 @@ mod tests {
         assert!(matches!(
             ok(r#"{"op":"history","channel":"c","since":3,"limit":5000}"#).op,
             Op::History {
-                since: Some(3),
+                since: Some(Since { id: 3, .. }),
                 limit: MAX_HISTORY_LIMIT,
                 ..
             }
@@ -531,16 +575,17 @@ mod tests {
 
     #[test]
     fn encodings_are_valid_json() {
+        let e = Epoch::parse("E1").unwrap();
         let all = [
             message_json("c", 3, &Data::Json(r#"{"a":1}"#)),
             message_json("c", 4, &Data::Text("line1\nline\"2\"\u{1}")),
             message_json("c", 5, &Data::Binary(&[0, 255])),
-            subscribed_json("c", 9, false, None),
+            subscribed_json("c", 9, &e, false, None),
             unsubscribed_json("c", None),
-            published_json("c", 2, None),
+            published_json("c", 2, &e, None),
             presence_json("c", ["alice", "bob"], None),
             presence_event_json("c", "alice", true),
-            history_json("c", true, ["{\"x\":1}", "{\"y\":2}"], None),
+            history_json("c", &e, true, ["{\"x\":1}", "{\"y\":2}"], None),
             error_json(&OpError::UnknownOp, None),
         ];
         for j in &all {
@@ -560,8 +605,8 @@ mod tests {
         );
         let r = RawValue::from_string("\"q\"".into()).unwrap();
         assert_eq!(
-            subscribed_json("c", 1, true, Some(r.get())),
-            r#"{"type":"subscribed","channel":"c","id":1,"recovered":true,"ref":"q"}"#
+            subscribed_json("c", 1, &e, true, Some(r.get())),
+            r#"{"type":"subscribed","channel":"c","id":1,"epoch":"E1","recovered":true,"ref":"q"}"#
         );
     }
 

@@ -10,6 +10,16 @@ pub const PING: &[u8] = b": ping\n\n";
 /// Sent with the first bytes: how long EventSource waits before reconnecting (ms).
 pub const RETRY_MS: u32 = 2000;
 
+/// Appends a named event (`event: NAME`, then `data` as `data:` lines). EventSource hands
+/// named events only to listeners of that name, never to `onmessage`.
+pub fn write_named_event(out: &mut Vec<u8>, name: &str, data: &str) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'\n');
+    write_data_lines(out, data);
+    out.push(b'\n');
+}
+
 /// Appends `text` as `data:` lines: one per line of the payload (CR, LF and CRLF all end a
 /// line in SSE, so each is split), so a multi-line payload arrives intact.
 pub fn write_data_lines(out: &mut Vec<u8>, text: &str) {

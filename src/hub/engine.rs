@@ -13,7 +13,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-pub use crate::codec::cursor::{Epoch, Since};
+pub use crate::codec::position::{Epoch, Since};
 use crate::codec::protocol::Data;
 use crate::hub::msg::Msg;
 

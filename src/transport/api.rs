@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 
 use serde_json::value::RawValue;
 
-use crate::codec::cursor::Since;
 use crate::codec::http::{self, Request};
-use crate::codec::protocol::{self, Data, MAX_HISTORY_LIMIT};
+use crate::codec::position::{Epoch, Since};
+use crate::codec::protocol::{self, Data, OpError, MAX_HISTORY_LIMIT};
 use crate::codec::query;
 use crate::config::Config;
 use crate::hub::engine::{Answer, Answered, EngineError, History, Published};
@@ -267,7 +267,7 @@ fn published(channel: &str, r: Result<Published, EngineError>) -> Reply {
     let p = r.map_err(|e| unavailable(&e))?;
     let mut out = String::from("{\"channel\":");
     protocol::push_json_str(&mut out, channel);
-    let _ = write!(out, ",\"id\":{}}}", p.id);
+    let _ = write!(out, ",\"id\":{},\"epoch\":\"{}\"}}", p.id, p.epoch);
     Ok((200, JSON, out))
 }
 
@@ -280,10 +280,20 @@ fn history(param: &str, req: &Request<'_>, cx: &Cx<'_>) -> Asked {
 
 fn history_checked(param: &str, req: &Request<'_>, cx: &Cx<'_>) -> Result<Asked, ApiError> {
     let channel = channel(param)?;
+    let epoch =
+        match query::first(req.query, "epoch") {
+            Some(e) => Some(Epoch::parse(&e).ok_or_else(|| {
+                ApiError::new(400, "invalid_epoch", OpError::InvalidEpoch.reason())
+            })?),
+            None => None,
+        };
     let since = match query::first(req.query, "since") {
-        Some(v) => Some(Since::id(v.parse::<u64>().map_err(|_| {
-            ApiError::new(400, "invalid_since", "since must be a message id")
-        })?)),
+        Some(v) => Some(Since {
+            id: v
+                .parse::<u64>()
+                .map_err(|_| ApiError::new(400, "invalid_since", "since must be a message id"))?,
+            epoch,
+        }),
         None => None,
     };
     let limit = match query::first(req.query, "limit") {
@@ -308,6 +318,7 @@ fn history_reply(channel: &str, r: Result<History, EngineError>) -> Reply {
     let h = r.map_err(|e| unavailable(&e))?;
     let json = protocol::history_json(
         channel,
+        &h.epoch,
         h.recovered,
         h.messages.iter().map(|m| m.json()),
         None,

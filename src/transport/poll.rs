@@ -5,12 +5,12 @@
 
 use std::sync::Arc;
 
-use crate::codec::cursor::{self, Resume, Since};
+use crate::codec::cursor::{self, Resume};
 use crate::codec::http::{self, Request};
 use crate::codec::protocol;
 use crate::codec::query;
 use crate::error::HandshakeError;
-use crate::hub::engine::Answered;
+use crate::hub::engine::{Answered, Subscription};
 use crate::hub::msg::Msg;
 use crate::hub::plan::{Item, Owed};
 use crate::hub::subs::LocalIndex;
@@ -43,7 +43,7 @@ pub fn start(
         ..HttpState::default()
     };
     for channel in &channels {
-        let since = resume.since(channel).map(Since::id);
+        let since = resume.since(channel);
         let ask = Ask {
             channel,
             since: since.as_ref(),
@@ -55,11 +55,8 @@ pub fn start(
             user: None,
         };
         match session::subscribe(cx, &mut s, ask, op) {
-            Ok(Some(sub)) => gather(&mut s, cx.index, sub.channel_id, sub.replay),
-            Ok(None) => s
-                .http()
-                .waiting_at
-                .push((channel.as_str().into(), since.map_or(0, |s| s.id))),
+            Ok(Some(sub)) => gather(&mut s, cx.index, sub),
+            Ok(None) => s.http().waiting_at.push((channel.as_str().into(), since)),
             Err(_) => {}
         }
     }
@@ -76,11 +73,13 @@ pub fn start(
 }
 
 /// Adds a subscription's replay to what the poll will answer with.
-fn gather(s: &mut Session, index: &mut LocalIndex, channel_id: u64, replay: Vec<Arc<Msg>>) {
-    for msg in &replay {
-        s.advance(index, channel_id, msg.seq);
+fn gather(s: &mut Session, index: &mut LocalIndex, sub: Subscription) {
+    for msg in &sub.replay {
+        s.advance(index, sub.channel_id, msg.seq);
     }
-    s.http().replay.extend(replay);
+    let http = s.http();
+    http.lost |= !sub.recovered;
+    http.replay.extend(sub.replay);
 }
 
 /// Whether the poll can be answered now: every subscription is answered and something was
@@ -98,7 +97,9 @@ fn reply_with_replay(s: &mut Session, outq: &mut Option<Box<OutQueue>>, cx: &mut
     session::unsubscribe_all(cx, s);
 }
 
-/// Writes the reply: `{"messages":[...],"cursor":"a:7,b:3"}`.
+/// Writes the reply: `{"messages":[...],"cursor":"a:7@E,b:3@E","recovered":true}` —
+/// `recovered` is false when the asked position could not be resumed exactly for some
+/// channel (another epoch, or older than what is kept; `messages` is what is kept).
 pub fn write_reply<'m>(
     out: &mut Out<'_>,
     msgs: impl IntoIterator<Item = &'m Arc<Msg>>,
@@ -114,8 +115,13 @@ pub fn write_reply<'m>(
     }
     body.push_str("],\"cursor\":");
     protocol::push_json_str(&mut body, &session.cursor(index));
-    body.push('}');
     let http = session.http_state();
+    let recovered = !http.is_some_and(|h| h.lost);
+    body.push_str(if recovered {
+        ",\"recovered\":true}"
+    } else {
+        ",\"recovered\":false}"
+    });
     let cors = http.and_then(|h| h.cors.as_deref()).unwrap_or("");
     let head_only = http.is_some_and(|h| h.head_only);
     let keep_alive = http.is_some_and(|h| h.keep_alive);
@@ -178,7 +184,7 @@ pub fn on_answer(st: &mut ConnState, channel: &str, answer: Answered, cx: &mut C
     s.http().waiting_at.retain(|(c, _)| &**c != channel);
     if let Answered::Subscribed(Ok(sub)) = answer {
         session::register(cx.index, s, cx.who, channel, &sub, false);
-        gather(s, cx.index, sub.channel_id, sub.replay);
+        gather(s, cx.index, sub);
     }
     if !ready(s) {
         return false;

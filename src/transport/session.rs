@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use crate::codec::cursor::{write_cursor, Since};
+use crate::codec::cursor::write_cursor;
+use crate::codec::position::Since;
 use crate::codec::protocol::OpError;
 use crate::hub::engine::{Answer, EngineError, SubscribeReq, Subscription};
 use crate::hub::msg::Msg;
@@ -49,11 +50,14 @@ pub struct HttpState {
     pub head_only: bool,
     /// A held API request: the ticket of the answer it waits for.
     pub ticket: Option<u32>,
-    /// Channels whose subscription the engine has not answered yet, at the position the
-    /// client asked for: still part of the stream's cursor.
-    pub waiting_at: Vec<(Box<str>, u64)>,
+    /// Channels whose subscription the engine has not answered yet, and the position the
+    /// client asked for (still part of the stream's cursor).
+    pub waiting_at: Vec<(Box<str>, Option<Since>)>,
     /// A long-poll's replay, gathered while subscriptions are answered.
     pub replay: Vec<Arc<Msg>>,
+    /// A long-poll whose resume was not exact for some channel (another epoch, or older than
+    /// what is kept): its reply says `"recovered":false`.
+    pub lost: bool,
 }
 
 impl Session {
@@ -172,8 +176,14 @@ impl Session {
         write_cursor(
             &mut out,
             self.subs()
-                .filter_map(|r| Some((index.name_of(r)?, index.position(r)?)))
-                .chain(waiting.map(|(name, id)| (&**name, *id))),
+                .filter_map(|r| {
+                    let c = index.channel(r)?;
+                    Some((&*c.name, c.subs.get(r.slot)?.position, Some(&c.epoch)))
+                })
+                .chain(waiting.filter_map(|(name, at)| {
+                    let at = at.as_ref()?;
+                    Some((&**name, at.id, at.epoch.as_ref()))
+                })),
         );
         out
     }

@@ -10,8 +10,9 @@
 
 use std::sync::Arc;
 
-use crate::codec::cursor::{self, Resume, Since};
+use crate::codec::cursor::{self, Resume};
 use crate::codec::http::Request;
+use crate::codec::protocol;
 use crate::codec::query;
 use crate::codec::sse::{self, write_head};
 use crate::error::HandshakeError;
@@ -84,7 +85,7 @@ pub fn start(
     // whichever event the client saw last, resuming from its id misses nothing.
     let mut replays = Vec::with_capacity(channels.len());
     for channel in &channels {
-        let since = resume.since(channel).map(Since::id);
+        let since = resume.since(channel);
         let ask = Ask {
             channel,
             since: since.as_ref(),
@@ -96,17 +97,14 @@ pub fn start(
             user: None,
         };
         match session::subscribe(cx, &mut s, ask, op) {
-            Ok(Some(sub)) => replays.push(positioned(&s, cx.index, sub)),
-            Ok(None) => s
-                .http()
-                .waiting_at
-                .push((channel.as_str().into(), since.map_or(0, |s| s.id))),
+            Ok(Some(sub)) => replays.push(positioned(&s, cx.index, channel, sub)),
+            Ok(None) => s.http().waiting_at.push((channel.as_str().into(), since)),
             Err(_) => {}
         }
     }
     let mut out = Out::new(cx.wbuf, &mut st.outq);
-    for (channel_id, replay) in replays {
-        write_replay(&mut out, &s, cx.index, channel_id, &replay);
+    for (channel_id, replay, notice) in replays {
+        write_replay(&mut out, &s, cx.index, channel_id, &replay, notice);
     }
     // The id-only event that ends the replay comes once every subscription is answered.
     if s.waiting() == 0 {
@@ -119,12 +117,22 @@ pub fn start(
     Ok(())
 }
 
-/// Places a new subscription just before its replay; returns the channel and the replay.
-fn positioned(s: &Session, index: &mut LocalIndex, sub: Subscription) -> (u64, Vec<Arc<Msg>>) {
+/// Places a new subscription just before its replay; returns the channel, the replay, and
+/// the notice that goes before it when the resume was not exact.
+fn positioned(
+    s: &Session,
+    index: &mut LocalIndex,
+    channel: &str,
+    sub: Subscription,
+) -> (u64, Vec<Arc<Msg>>, Option<String>) {
     if let Some(first) = sub.replay.first() {
         s.set_position(index, sub.channel_id, first.seq - 1);
     }
-    (sub.channel_id, sub.replay)
+    // Messages were lost (another epoch, or older than what is kept): a `subscribed` event
+    // says so, as the WebSocket protocol's reply does; the replay is what is kept.
+    let notice = (!sub.recovered)
+        .then(|| protocol::subscribed_json(channel, sub.last_seq, &sub.epoch, false, None));
+    (sub.channel_id, sub.replay, notice)
 }
 
 fn write_replay(
@@ -133,7 +141,13 @@ fn write_replay(
     index: &mut LocalIndex,
     channel_id: u64,
     replay: &[Arc<Msg>],
+    notice: Option<String>,
 ) {
+    if let Some(json) = notice {
+        let mut event = Vec::with_capacity(json.len() + 32);
+        sse::write_named_event(&mut event, "subscribed", &json);
+        out.bytes(&event);
+    }
     for msg in replay {
         out.shared(msg.sse_data(s.raw));
         s.advance(index, channel_id, msg.seq);
@@ -160,9 +174,9 @@ pub fn on_answer(
         return;
     };
     session::register(cx.index, s, cx.who, channel, &sub, false);
-    let (channel_id, replay) = positioned(s, cx.index, sub);
+    let (channel_id, replay, notice) = positioned(s, cx.index, channel, sub);
     let mut out = Out::new(cx.wbuf, outq);
-    write_replay(&mut out, s, cx.index, channel_id, &replay);
+    write_replay(&mut out, s, cx.index, channel_id, &replay, notice);
     if s.waiting() == 0 {
         write_id(&mut out, s, cx.index);
     }

@@ -1,8 +1,8 @@
 //! The channel protocol on `/ws`: what the URL asks for at connect time, each JSON operation
 //! a client sends afterwards, and the replies to operations the engine answers later.
 
-use crate::codec::cursor::Since;
 use crate::codec::http::Request;
+use crate::codec::position::{Epoch, Since};
 use crate::codec::protocol::{self, Data, Op, OpError};
 use crate::codec::query;
 use crate::config::Config;
@@ -13,13 +13,14 @@ use crate::transport::out::{Out, OutQueue};
 use crate::transport::pending::{PendingOp, WsOp};
 use crate::transport::session::{self, op_error, Ask, Session};
 
-/// What `/ws?channel=a&channel=b&format=raw&user=u&since=N&presence=1` asks for.
+/// What `/ws?channel=a&channel=b&format=raw&user=u&since=N&epoch=E&presence=1` asks for.
 #[derive(Debug, Default)]
 pub struct Plan {
     channels: Vec<String>,
     raw: bool,
     user: Option<String>,
     since: Option<u64>,
+    epoch: Option<Epoch>,
     presence: bool,
     /// With `--publish-token`, only connections that presented it may publish.
     may_publish: bool,
@@ -75,6 +76,11 @@ impl Plan {
                             .map_err(|_| HandshakeError::Malformed("since must be a message id"))?,
                     )
                 }
+                "epoch" => {
+                    plan.epoch = Some(Epoch::parse(&v).ok_or(HandshakeError::Malformed(
+                        "epoch must be letters and digits, as the server gave it",
+                    ))?)
+                }
                 "presence" => plan.presence = matches!(&*v, "1" | "true" | ""),
                 _ => {}
             }
@@ -97,7 +103,10 @@ pub fn start(plan: Plan, s: &mut Session, outq: &mut Option<Box<OutQueue>>, cx: 
     if let Some(user) = s.user() {
         cx.hub.engine.user_connected(user);
     }
-    let since = plan.since.map(Since::id);
+    let since = plan.since.map(|id| Since {
+        id,
+        epoch: plan.epoch.clone(),
+    });
     for channel in &plan.channels {
         let sub = Subscribe {
             channel,
@@ -172,6 +181,7 @@ fn send_subscribed(
         out.text(&protocol::subscribed_json(
             channel,
             sub.last_seq,
+            &sub.epoch,
             sub.recovered,
             reference,
         ));
@@ -211,7 +221,6 @@ pub fn on_message(
             since,
             presence,
         } => {
-            let since = since.map(Since::id);
             let sub = Subscribe {
                 channel: &channel,
                 since: since.as_ref(),
@@ -228,7 +237,7 @@ pub fn on_message(
             let to = cx.reply_to();
             match cx.hub.publish(&channel, &Data::Json(data.get()), to) {
                 Answer::Now(r) => r
-                    .map(|p| protocol::published_json(&channel, p.id, reference))
+                    .map(|p| protocol::published_json(&channel, p.id, &p.epoch, reference))
                     .map_err(|e| op_error(&e)),
                 Answer::Later => {
                     let op = WsOp::Publish {
@@ -258,7 +267,6 @@ pub fn on_message(
             limit,
         } => {
             let to = cx.reply_to();
-            let since = since.map(Since::id);
             match cx.hub.engine.history(&channel, since.as_ref(), limit, to) {
                 Answer::Now(r) => r
                     .map(|h| history_reply(&channel, &h, reference))
@@ -290,6 +298,7 @@ fn history_reply(
 ) -> String {
     protocol::history_json(
         channel,
+        &h.epoch,
         h.recovered,
         h.messages.iter().map(|m| m.json()),
         reference,
@@ -307,7 +316,7 @@ pub fn on_answer(
 ) {
     let reply = match (op, answer) {
         (WsOp::Publish { channel }, Answered::Published(r)) => r
-            .map(|p| protocol::published_json(&channel, p.id, reference))
+            .map(|p| protocol::published_json(&channel, p.id, &p.epoch, reference))
             .map_err(|e| op_error(&e)),
         (WsOp::Presence { channel }, Answered::Presence(r)) => r
             .map(|users| presence_reply(&channel, &users, reference))

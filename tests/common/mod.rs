@@ -992,6 +992,32 @@ impl HttpConn {
     }
 }
 
+/// `v` without its `"epoch"`, which must be there (1-32 letters and digits): for comparing a
+/// `subscribed`, `published` or `history` reply whose epoch the test cannot know.
+pub fn without_epoch(mut v: serde_json::Value) -> serde_json::Value {
+    let epoch = v
+        .as_object_mut()
+        .and_then(|o| o.remove("epoch"))
+        .unwrap_or_else(|| panic!("no epoch in {v}"));
+    let e = epoch
+        .as_str()
+        .unwrap_or_else(|| panic!("epoch not a string: {epoch}"));
+    assert!(
+        (1..=32).contains(&e.len()) && e.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "bad epoch {e:?}"
+    );
+    v
+}
+
+/// A server message with the epoch of a `subscribed`, `published` or `history` reply checked
+/// and taken out (see [`without_epoch`]); other messages as they are.
+pub fn epochless(v: serde_json::Value) -> serde_json::Value {
+    match v["type"].as_str() {
+        Some("subscribed" | "published" | "history") => without_epoch(v),
+        _ => v,
+    }
+}
+
 /// One request on a fresh connection (see [`HttpConn::request`]).
 pub fn http_request(
     addr: SocketAddr,
@@ -1066,6 +1092,8 @@ pub struct SseEvent {
     pub data: Vec<String>,
     pub id: Option<String>,
     pub retry: Option<String>,
+    /// The `event:` name of a named event (none for messages).
+    pub event: Option<String>,
     /// Comment lines without the colon and one space (`: ping` gives `ping`).
     pub comments: Vec<String>,
 }
@@ -1086,6 +1114,7 @@ impl SseEvent {
                 "data" => ev.data.push(value),
                 "id" => ev.id = Some(value),
                 "retry" => ev.retry = Some(value),
+                "event" => ev.event = Some(value),
                 other => panic!("unexpected SSE field {other:?} in block {lines:?}"),
             }
         }
@@ -1093,9 +1122,10 @@ impl SseEvent {
         ev
     }
 
-    /// Whether the block carries data (a message, as opposed to an id-only event or a comment).
+    /// Whether the block is a message: data and no event name (as opposed to an id-only
+    /// event, a named event or a comment).
     pub fn is_message(&self) -> bool {
-        !self.data.is_empty()
+        !self.data.is_empty() && self.event.is_none()
     }
 
     /// The data as EventSource delivers it: the data lines joined with LF.
@@ -1118,18 +1148,44 @@ impl SseEvent {
     }
 }
 
-/// Parses a cursor `room:1:5,news:9` into `(channel, id)` pairs (the id is after the last `:`).
+/// Parses a cursor `room:1:5@E,news:9@E` into `(channel, id)` pairs (the position is after
+/// the last `:`, the stream's epoch after `@`).
 pub fn parse_cursor(cursor: &str) -> Vec<(String, u64)> {
+    cursor_positions(cursor)
+        .into_iter()
+        .map(|(name, id, _)| (name, id))
+        .collect()
+}
+
+/// A cursor with its epochs taken out (`room:1:5@E,news:9@E` → `room:1:5,news:9`),
+/// for comparing positions a test knows with a cursor whose epochs it does not.
+pub fn plain_cursor(cursor: &str) -> String {
+    cursor_positions(cursor)
+        .iter()
+        .map(|(name, id, _)| format!("{name}:{id}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Parses a cursor into `(channel, id, epoch)`. The server writes every position of a
+/// subscribed channel with its epoch; a channel still being subscribed keeps the position the
+/// client gave, which may have none (then the epoch is empty).
+pub fn cursor_positions(cursor: &str) -> Vec<(String, u64, String)> {
     cursor
         .split(',')
         .map(|part| {
-            let (name, id) = part
+            let (name, at) = part
                 .rsplit_once(':')
                 .unwrap_or_else(|| panic!("cursor entry {part:?} without `:` in {cursor:?}"));
+            let (id, epoch) = at.split_once('@').unwrap_or((at, ""));
+            assert!(
+                epoch.bytes().all(|b| b.is_ascii_alphanumeric()),
+                "cursor entry {part:?}: epoch must be letters and digits"
+            );
             let id = id
                 .parse()
                 .unwrap_or_else(|_| panic!("cursor entry {part:?} has no numeric id"));
-            (name.to_owned(), id)
+            (name.to_owned(), id, epoch.to_owned())
         })
         .collect()
 }
@@ -1317,8 +1373,8 @@ pub fn assert_message_shape(ev: &SseEvent) {
     );
 }
 
-/// Checks a poll reply (200, JSON `{"messages": [...], "cursor": "..."}`, nothing else) and
-/// returns its messages and cursor.
+/// Checks a poll reply (200, JSON `{"messages": [...], "cursor": "...", "recovered": bool}`,
+/// nothing else) and returns its messages and cursor.
 pub fn poll_reply(resp: &Response) -> (Vec<serde_json::Value>, String) {
     assert_eq!(resp.status, 200, "poll reply: {resp:?}");
     assert!(
@@ -1329,7 +1385,8 @@ pub fn poll_reply(resp: &Response) -> (Vec<serde_json::Value>, String) {
     let obj = v
         .as_object()
         .unwrap_or_else(|| panic!("poll reply is not an object: {v}"));
-    assert_eq!(obj.len(), 2, "poll reply has other members: {v}");
+    assert_eq!(obj.len(), 3, "poll reply has other members: {v}");
+    assert!(v["recovered"].is_boolean(), "poll reply without recovered: {v}");
     let msgs = v["messages"]
         .as_array()
         .unwrap_or_else(|| panic!("poll reply without a messages array: {v}"))
