@@ -308,3 +308,29 @@ fn unit_matches_the_server() {
         "the notify socket is AF_UNIX"
     );
 }
+
+/// A drain says so: STOPPING=1 with a `draining` status at the signal, and the status stays
+/// `draining` (with what is left) until the last connection is closed.
+#[test]
+fn the_status_says_draining_while_connections_close() {
+    let mut systemd = Systemd::bind_path();
+    let mut server = Server::start_with_env(
+        &["--drain-seconds", "2", "--shutdown-timeout", "5"],
+        &[("NOTIFY_SOCKET", systemd.address.as_str())],
+    );
+    systemd.expect("READY=1", NOTIFY_DEADLINE, &server);
+    let mut client = Client::connect(server.addr(), "/echo");
+    client.send_text("up");
+    client.expect_text("up");
+    send_signal(&server, libc::SIGTERM);
+    systemd.expect("STOPPING=1", NOTIFY_DEADLINE, &server);
+    let status = systemd
+        .field_starting("STATUS=draining", NOTIFY_DEADLINE)
+        .unwrap_or_else(|| panic!("no draining status; datagrams: {:?}", systemd.seen));
+    assert!(status.contains("over 2s"), "{status}");
+    client.expect_close(1001);
+    let exit = server
+        .wait_exit(NOTIFY_DEADLINE)
+        .expect("exits after the drain");
+    assert_eq!(exit.code(), Some(0), "{exit:?}");
+}

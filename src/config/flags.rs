@@ -109,6 +109,13 @@ struct Flags {
           value_parser = secs)]
     shutdown_timeout: u64,
 
+    /// on SIGTERM, close connections spread evenly over this many seconds (with jitter) instead
+    /// of all at once, so a rolling restart does not move every client in the same second;
+    /// 0 closes all at once
+    #[arg(long, value_name = "SECONDS", env = "SWITCHBOARD_DRAIN_SECONDS",
+          help_heading = TIMEOUTS, default_value_t = 0, value_parser = drain_secs)]
+    drain_seconds: u64,
+
     /// a long-poll (GET /poll) with nothing new answers with no messages after this
     #[arg(long, value_name = "SECONDS", env = "SWITCHBOARD_POLL_TIMEOUT", help_heading = TIMEOUTS,
           default_value_t = DEFAULT_POLL_TIMEOUT_S, value_parser = secs)]
@@ -250,6 +257,7 @@ impl Flags {
             handshake_timeout: Duration::from_secs(self.handshake_timeout),
             close_timeout: Duration::from_secs(self.close_timeout),
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout),
+            drain: Duration::from_secs(self.drain_seconds),
             poll_timeout: Duration::from_secs(self.poll_timeout),
             log_level: self.log_level,
             history_size: self.history_size,
@@ -344,6 +352,10 @@ fn parse_range(v: &str, min: usize, max: usize) -> Result<usize, String> {
 fn secs(v: &str) -> Result<u64, String> {
     // Whole seconds, at least 1: a zero timeout would close everything at once.
     parse_range(v, 1, MAX_TIMEOUT_S).map(|s| s as u64)
+}
+
+fn drain_secs(v: &str) -> Result<u64, String> {
+    parse_range(v, 0, MAX_DRAIN_S).map(|s| s as u64)
 }
 
 fn non_empty(v: &str) -> Result<String, String> {

@@ -44,6 +44,8 @@ pub const MAX_WORKERS: usize = 1024;
 pub const MAX_SUBSCRIPTIONS_LIMIT: usize = 100_000;
 /// Upper bound on `--max-message-bytes` and `--max-outbound-bytes` (2 GiB).
 pub const MAX_BYTES_LIMIT: usize = 1 << 31;
+/// Upper bound on `--drain-seconds` (one hour).
+pub const MAX_DRAIN_S: usize = 3600;
 /// Upper bound on every timeout and interval flag (one day), in seconds.
 pub const MAX_TIMEOUT_S: usize = 86_400;
 
@@ -72,6 +74,8 @@ pub struct Config {
     pub handshake_timeout: Duration,
     pub close_timeout: Duration,
     pub shutdown_timeout: Duration,
+    /// On SIGTERM, connections are closed spread over this window (zero: all at once).
+    pub drain: Duration,
     pub poll_timeout: Duration,
     pub log_level: LogLevel,
     pub history_size: usize,
@@ -100,6 +104,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(DEFAULT_HANDSHAKE_TIMEOUT_S),
             close_timeout: Duration::from_secs(DEFAULT_CLOSE_TIMEOUT_S),
             shutdown_timeout: Duration::from_secs(DEFAULT_SHUTDOWN_TIMEOUT_S),
+            drain: Duration::ZERO,
             poll_timeout: Duration::from_secs(DEFAULT_POLL_TIMEOUT_S),
             log_level: LogLevel::Info,
             history_size: DEFAULT_HISTORY_SIZE,

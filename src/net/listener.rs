@@ -1,5 +1,6 @@
 //! Listening sockets: one per worker per address, all bound to the same port with
-//! SO_REUSEPORT so the kernel spreads incoming connections over the workers.
+//! SO_REUSEPORT so the kernel spreads incoming connections over the workers — or, under
+//! socket activation, the sockets systemd passed, shared by every worker.
 //!
 //! Why not one acceptor thread handing sockets over: that adds a cross-thread hop and a
 //! wake-up per connection, and the acceptor becomes the bottleneck of a connect storm. With
@@ -51,6 +52,28 @@ pub fn bind_all(
             if let Some(slot) = per_worker.get_mut(w) {
                 slot.push(l);
             }
+        }
+    }
+    Ok((per_worker, bound))
+}
+
+/// Listens on the sockets socket activation passed (`count` descriptors from `first`)
+/// instead of binding: every worker gets its own descriptor of each (a `dup`, registered in
+/// its own poll) on the one shared accept queue, which outlives this process, so a new
+/// process accepts on it while this one drains.
+pub fn inherited(
+    first: i32,
+    count: usize,
+    workers: usize,
+) -> io::Result<(Vec<Vec<TcpListener>>, Vec<SocketAddr>)> {
+    let mut per_worker: Vec<Vec<TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut bound = Vec::with_capacity(count);
+    for i in 0..count {
+        let fd = first + i as i32;
+        let std_listener = crate::net::sys::inherited_listener(fd)?;
+        bound.push(std_listener.local_addr()?);
+        for slot in per_worker.iter_mut() {
+            slot.push(TcpListener::from_std(std_listener.try_clone()?));
         }
     }
     Ok((per_worker, bound))

@@ -17,6 +17,7 @@ use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::hub::engine::Health;
 use crate::{debug, warn};
 
 /// Longest a notification may block when systemd's receive queue is full: a stuck manager
@@ -138,8 +139,12 @@ impl Notifier {
 }
 
 /// The `STATUS=` text for the connection count: `1234 connections (max 19928)`.
-pub fn status_line(open: usize, max: usize) -> String {
-    format!("{open} connections (max {max})")
+pub fn status_line(open: usize, max: usize, draining: bool, engine: &Health) -> String {
+    match (draining, engine) {
+        (true, _) => format!("draining: {open} connections left"),
+        (false, Err(why)) => format!("{why}; {open} connections (max {max})"),
+        (false, Ok(())) => format!("{open} connections (max {max})"),
+    }
 }
 
 /// Parses a `$NOTIFY_SOCKET` value: an absolute path, or `@name` for a Linux abstract socket.
@@ -194,6 +199,15 @@ pub fn listen_fds() -> usize {
     )
 }
 
+/// Unsets `$LISTEN_PID`, `$LISTEN_FDS` and `$LISTEN_FDNAMES` once the sockets are taken
+/// (`sd_listen_fds(3)` with `unset_environment = true`). Called at start, before any thread
+/// other than the main one exists, so no other thread reads the environment meanwhile.
+pub fn forget_listen_fds() {
+    for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        std::env::remove_var(var);
+    }
+}
+
 fn parse_listen_fds(fds: Option<&str>, pid: Option<&str>, our_pid: u32) -> usize {
     // No LISTEN_PID, or another process's: the variables were inherited, not meant for us.
     if pid.and_then(|p| p.trim().parse::<u32>().ok()) != Some(our_pid) {
@@ -242,8 +256,20 @@ mod tests {
 
     #[test]
     fn status_line_text() {
-        assert_eq!(status_line(1234, 19928), "1234 connections (max 19928)");
-        assert_eq!(status_line(0, 1), "0 connections (max 1)");
+        assert_eq!(
+            status_line(1234, 19928, false, &Ok(())),
+            "1234 connections (max 19928)"
+        );
+        assert_eq!(status_line(0, 1, false, &Ok(())), "0 connections (max 1)");
+        assert_eq!(
+            status_line(7, 9, true, &Ok(())),
+            "draining: 7 connections left"
+        );
+        let down = Err("redis unavailable (127.0.0.1:6379: connection refused)".into());
+        assert_eq!(
+            status_line(3, 9, false, &down),
+            "redis unavailable (127.0.0.1:6379: connection refused); 3 connections (max 9)"
+        );
     }
 
     #[test]
@@ -329,7 +355,7 @@ mod tests {
         };
         n.ready();
         assert_eq!(recv(), b"READY=1");
-        n.status(&status_line(2, 10));
+        n.status(&status_line(2, 10, false, &Ok(())));
         assert_eq!(recv(), b"STATUS=2 connections (max 10)");
         n.send(&[("READY", "1"), ("STATUS", "up")]);
         assert_eq!(recv(), b"READY=1\nSTATUS=up");

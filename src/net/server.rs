@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use mio::{Poll, Waker};
 
-use crate::config::{Config, FD_RESERVE};
+use crate::config::{Config, FD_RESERVE, MAX_LISTENERS};
 use crate::hub::link::WorkerLink;
 use crate::hub::{Cmd, HistoryLimits, Hub};
 use crate::net::notify::{status_line, Notifier, Progress};
 use crate::net::sys::{self, Signal};
 use crate::net::token::WAKER;
 use crate::net::worker::{Worker, MAX_LINGERING_REJECTS};
+use crate::net::{listener, notify};
 use crate::transport::shared::Shared;
 use crate::transport::stats::WorkerStats;
 use crate::{info, warn};
@@ -58,7 +59,21 @@ impl Server {
         };
         let lingering_rejects =
             (reserve as usize / (2 * cfg.workers)).clamp(1, MAX_LINGERING_REJECTS);
-        let (listeners, addrs) = crate::net::listener::bind_all(&cfg.listen, cfg.workers)?;
+        let activated = notify::listen_fds();
+        let (listeners, addrs) = if activated > 0 {
+            if activated > MAX_LISTENERS {
+                return Err(io::Error::other(format!(
+                    "socket activation passed {activated} sockets; at most {MAX_LISTENERS}"
+                )));
+            }
+            info!("socket activation: serving on {activated} inherited socket(s); --listen is not used");
+            let got = listener::inherited(notify::LISTEN_FDS_START, activated, cfg.workers)?;
+            // Children of this process must not take the sockets for theirs.
+            notify::forget_listen_fds();
+            got
+        } else {
+            listener::bind_all(&cfg.listen, cfg.workers)?
+        };
         let workers = cfg.workers;
         let mut polls = Vec::with_capacity(workers);
         let mut links = Vec::with_capacity(workers);
@@ -181,11 +196,20 @@ pub fn run(cfg: Config) -> io::Result<()> {
     }
     let notifier = Arc::new(Notifier::from_env());
     let shared = server.shared.clone();
-    let status = move || status_line(shared.open.load(Ordering::Relaxed), shared.max_connections);
+    let status = move || {
+        status_line(
+            shared.open.load(Ordering::Relaxed),
+            shared.max_connections,
+            shared.shutting_down.load(Ordering::Relaxed),
+            &shared.hub.engine.health(),
+        )
+    };
+    // The first status goes with READY=1, so `systemctl status` shows one from the start.
     notifier.send(&[("READY", "1"), ("STATUS", &status())]);
     if notifier.is_enabled() {
         let notifier = notifier.clone();
         let shared = server.shared.clone();
+        let status = status.clone();
         let period = notifier
             .watchdog_interval()
             .map_or(STATUS_INTERVAL, |w| w.min(STATUS_INTERVAL));
@@ -193,7 +217,8 @@ pub fn run(cfg: Config) -> io::Result<()> {
             .name("sd-notify".into())
             .spawn(move || {
                 let mut progress = Progress::default();
-                while !shared.shutting_down.load(Ordering::Acquire) {
+                // Until the process exits: a drain (and its watchdog) outlasts the signal.
+                loop {
                     std::thread::sleep(period);
                     notifier.status(&status());
                     // Fed only while every worker's loop keeps turning: a stuck worker lets
@@ -210,6 +235,8 @@ pub fn run(cfg: Config) -> io::Result<()> {
     }
     let stopper = server.stopper();
     let on_stop = notifier.clone();
+    let drain = server.shared.cfg.drain;
+    let open = server.shared.clone();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || loop {
@@ -217,9 +244,18 @@ pub fn run(cfg: Config) -> io::Result<()> {
                 Ok(Signal::Terminate | Signal::Interrupt) => {
                     // Before the workers are told: with no connections they finish at once
                     // and the process may exit before this thread runs again.
-                    on_stop.stopping();
+                    let n = open.open.load(Ordering::Relaxed);
+                    let status = if drain.is_zero() {
+                        format!("stopping: closing {n} connections")
+                    } else {
+                        format!(
+                            "draining: closing {n} connections over {}s",
+                            drain.as_secs()
+                        )
+                    };
+                    on_stop.send(&[("STOPPING", "1"), ("STATUS", &status)]);
                     if stopper.shutdown() {
-                        info!("shutting down: closing connections (a second signal exits at once)");
+                        info!("shutting down: {status} (a second signal exits at once)");
                     } else {
                         warn!("second signal: exiting now");
                         std::process::exit(1);

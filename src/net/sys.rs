@@ -1,10 +1,29 @@
-//! The operating-system calls std and mio do not wrap: the fd limit, signal masks, and the
-//! reserve descriptor used to refuse connections cleanly when descriptors run out. The only
-//! module with `unsafe`.
+//! The operating-system calls std and mio do not wrap: the fd limit, signal masks, the
+//! reserve descriptor used to refuse connections cleanly when descriptors run out, and the
+//! listening sockets systemd passes by socket activation. The only module with `unsafe`.
 #![allow(unsafe_code)]
 
 use std::fs::File;
 use std::io;
+
+/// Takes a listening TCP socket inherited at descriptor `fd` (socket activation: systemd
+/// opened it, so it outlives this process and a restarted one accepts on the same queue).
+/// Refuses anything but a listening stream socket; makes it close-on-exec and non-blocking.
+pub fn inherited_listener(fd: i32) -> io::Result<std::net::TcpListener> {
+    // SAFETY: `fd` is one of the descriptors `$LISTEN_FDS` says systemd passed to this process
+    // (checked against `$LISTEN_PID` by the caller), open and owned by nobody else here; the
+    // socket takes ownership of it exactly once (each fd number is taken once).
+    let socket = unsafe { <socket2::Socket as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    if socket.r#type()? != socket2::Type::STREAM || !socket.is_listener()? {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("inherited descriptor {fd} is not a listening TCP socket"),
+        ));
+    }
+    socket.set_cloexec(true)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
 
 /// Raises the RLIMIT_NOFILE soft limit to the hard limit; returns the new soft limit.
 pub fn raise_fd_limit() -> io::Result<u64> {

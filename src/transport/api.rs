@@ -97,7 +97,7 @@ pub fn respond(
 ) -> Responded {
     let to = cx.reply_to();
     let asked = match route {
-        Route::Healthz => Asked::Now(Ok((200, "text/plain; charset=utf-8", "ok\n".into()))),
+        Route::Healthz => Asked::Now(health(cx)),
         Route::Demo => Asked::Now(Ok((200, "text/html; charset=utf-8", DEMO_PAGE.into()))),
         Route::Publish => publish(param, req, body, cx),
         Route::History => history(param, req, cx),
@@ -169,6 +169,23 @@ pub fn on_answer(
         ))),
     };
     write(out, reply, head_only, keep_alive, cors);
+}
+
+/// `GET /healthz`: `200 ok` while the node serves; `503` (with the reason) while it drains
+/// or its engine is out of reach, so a load balancer sends new clients elsewhere.
+fn health(cx: &Cx<'_>) -> Reply {
+    const TEXT: &str = "text/plain; charset=utf-8";
+    if cx
+        .shared
+        .shutting_down
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return Ok((503, TEXT, "draining\n".into()));
+    }
+    match cx.hub.engine.health() {
+        Ok(()) => Ok((200, TEXT, "ok\n".into())),
+        Err(why) => Ok((503, TEXT, format!("unavailable: {why}\n"))),
+    }
 }
 
 /// A `503 unavailable` for a request the engine could not answer.

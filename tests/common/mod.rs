@@ -1386,7 +1386,10 @@ pub fn poll_reply(resp: &Response) -> (Vec<serde_json::Value>, String) {
         .as_object()
         .unwrap_or_else(|| panic!("poll reply is not an object: {v}"));
     assert_eq!(obj.len(), 3, "poll reply has other members: {v}");
-    assert!(v["recovered"].is_boolean(), "poll reply without recovered: {v}");
+    assert!(
+        v["recovered"].is_boolean(),
+        "poll reply without recovered: {v}"
+    );
     let msgs = v["messages"]
         .as_array()
         .unwrap_or_else(|| panic!("poll reply without a messages array: {v}"))

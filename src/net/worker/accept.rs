@@ -26,7 +26,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(200);
 
 impl Worker {
     pub(super) fn accept_all(&mut self) {
-        if self.accept_paused_until.is_some() || self.shutdown_deadline.is_some() {
+        if self.accept_paused_until.is_some() || self.shutdown.is_some() {
             return;
         }
         for i in 0..self.listeners.len() {

@@ -82,7 +82,7 @@ pub struct Worker {
     accept_paused_until: Option<u32>,
     fd_exhausted: bool,
     lingering_rejects: usize,
-    shutdown_deadline: Option<u32>,
+    shutdown: Option<timers::Shutdown>,
 }
 
 /// The transports' view of the worker for one connection: built from disjoint fields, so
@@ -147,7 +147,7 @@ impl Worker {
             accept_paused_until: None,
             fd_exhausted: false,
             lingering_rejects: 0,
-            shutdown_deadline: None,
+            shutdown: None,
         };
         for (i, l) in worker.listeners.iter_mut().enumerate() {
             worker

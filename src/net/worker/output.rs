@@ -43,7 +43,14 @@ impl Worker {
         if st.queued_bytes() > self.shared.cfg.max_outbound_bytes {
             st.read_paused = true;
         }
-        let want = next_check(st, &self.ticks, self.now);
+        let mut want = next_check(st, &self.ticks, self.now);
+        // Draining: a connection still open is also due at its turn to close.
+        if let Some(sd) = self.shutdown {
+            let at = sd.close_at(key);
+            if at > self.now && matches!(st.phase, Phase::Open | Phase::Request) {
+                want = want.min(at);
+            }
+        }
         if want < self.wheel.due(key).unwrap_or(u32::MAX) {
             self.wheel.schedule(key, want);
         }

@@ -12,6 +12,8 @@ use crate::transport::router::Route;
 use crate::transport::{poll, request, sse};
 use crate::{debug, info};
 
+use crate::net::timer;
+
 use super::{cx, Ticks, Worker};
 
 impl Worker {
@@ -21,6 +23,12 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        if let Some(sd) = self.shutdown {
+            let open = matches!(conn.st.phase, Phase::Open | Phase::Request);
+            if open && now >= sd.close_at(key) {
+                return self.close_for_shutdown(key);
+            }
+        }
         let gen = conn.gen;
         let st = &mut conn.st;
         let verdict = match (st.phase, st.transport) {
@@ -79,55 +87,77 @@ impl Worker {
         self.finish_batch_verdict(key, verdict);
     }
 
+    /// Stops accepting and closes every connection: at once, or with `--drain-seconds`
+    /// each at its own moment in the window (see [`Shutdown::close_at`]).
     pub(super) fn begin_shutdown(&mut self) {
-        if self.shutdown_deadline.is_some() {
+        if self.shutdown.is_some() {
             return;
         }
-        self.shutdown_deadline = Some(self.now + self.ticks.shutdown);
+        let span = timer::ticks(self.shared.cfg.drain);
+        let sd = Shutdown {
+            deadline: self.now + span + self.ticks.shutdown,
+            start: self.now,
+            span,
+            seed: seed(),
+        };
+        self.shutdown = Some(sd);
         for mut l in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut l);
         }
         // A scan over all connections, once, at shutdown.
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
-            let Some(conn) = self.conns.get_mut(key) else {
-                continue;
-            };
-            let gen = conn.gen;
-            let st = &mut conn.st;
-            let verdict = match (st.phase, st.transport) {
-                // A held poll is answered (nothing new) and the connection closed.
-                (Phase::Open, Some(Route::Poll)) => {
-                    let mut cx = cx!(self, key, gen);
-                    poll::expire(st, true, &mut cx);
-                    request::release(st, &mut cx)
+            if span == 0 {
+                self.close_for_shutdown(key);
+            } else {
+                let at = sd.close_at(key);
+                if at < self.wheel.due(key).unwrap_or(u32::MAX) {
+                    self.wheel.schedule(key, at);
                 }
-                // A held request waits for its answer (the engine still gives it); the
-                // shutdown timeout bounds the wait.
-                (Phase::Open, Some(route)) if route.is_held() => Verdict::Keep,
-                // An event stream ends after what is queued (EventSource reconnects, with its
-                // Last-Event-ID, to whichever server comes up).
-                (Phase::Open, Some(Route::Sse)) => {
-                    st.set_phase(Phase::Finishing, self.now);
-                    Verdict::Keep
-                }
-                (Phase::Open, _) => {
-                    Out::new(&mut self.wbuf, &mut st.outq)
-                        .close(close_code::GOING_AWAY, "server shutting down");
-                    st.set_phase(Phase::Closing, self.now);
-                    Verdict::Keep
-                }
-                (Phase::Request, _) => Verdict::Drop,
-                _ => Verdict::Keep,
-            };
-            self.finish_batch_verdict(key, verdict);
+            }
         }
+    }
+
+    /// A connection's turn to close at shutdown: a WebSocket gets 1001, an event stream ends
+    /// after what is queued, a held poll is answered, a connection between requests goes.
+    fn close_for_shutdown(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let gen = conn.gen;
+        let st = &mut conn.st;
+        let verdict = match (st.phase, st.transport) {
+            // A held poll is answered (nothing new) and the connection closed.
+            (Phase::Open, Some(Route::Poll)) => {
+                let mut cx = cx!(self, key, gen);
+                poll::expire(st, true, &mut cx);
+                request::release(st, &mut cx)
+            }
+            // A held request waits for its answer (the engine still gives it); the
+            // shutdown timeout bounds the wait.
+            (Phase::Open, Some(route)) if route.is_held() => Verdict::Keep,
+            // An event stream ends after what is queued (EventSource reconnects, with its
+            // Last-Event-ID, to whichever server comes up).
+            (Phase::Open, Some(Route::Sse)) => {
+                st.set_phase(Phase::Finishing, self.now);
+                Verdict::Keep
+            }
+            (Phase::Open, _) => {
+                Out::new(&mut self.wbuf, &mut st.outq)
+                    .close(close_code::GOING_AWAY, "server shutting down");
+                st.set_phase(Phase::Closing, self.now);
+                Verdict::Keep
+            }
+            (Phase::Request, _) => Verdict::Drop,
+            _ => Verdict::Keep,
+        };
+        self.finish_batch_verdict(key, verdict);
     }
 
     /// Whether shutdown is complete: every connection gone, or the timeout passed (then the
     /// rest are dropped).
     pub(super) fn shutdown_finished(&mut self) -> bool {
-        let Some(deadline) = self.shutdown_deadline else {
+        let Some(Shutdown { deadline, .. }) = self.shutdown else {
             return false;
         };
         if !self.conns.is_empty() && self.now < deadline {
@@ -148,6 +178,45 @@ impl Worker {
     }
 }
 
+/// A shutdown under way.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Shutdown {
+    /// Tick by which every connection is gone (the rest are then dropped).
+    deadline: u32,
+    /// The drain: connections close from `start` over `span` ticks (0: all at once).
+    start: u32,
+    span: u32,
+    /// Makes each process's spread its own.
+    seed: u64,
+}
+
+impl Shutdown {
+    /// The tick connection `key` closes at: spread evenly over the drain window by a hash of
+    /// its key, so no time needs storing per connection and reconnects arrive elsewhere at
+    /// an even rate rather than all in one second.
+    pub(super) fn close_at(&self, key: usize) -> u32 {
+        if self.span == 0 {
+            return self.start;
+        }
+        self.start + (mix(key as u64 ^ self.seed) % u64::from(self.span)) as u32
+    }
+}
+
+/// splitmix64's finalizer: consecutive keys land far apart.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}
+
 /// The tick at which a connection next needs attention.
 pub(super) fn next_check(st: &ConnState, t: &Ticks, now: u32) -> u32 {
     match (st.phase, st.transport) {
@@ -166,5 +235,33 @@ pub(super) fn next_check(st: &ConnState, t: &Ticks, now: u32) -> u32 {
                 st.last_recv + t.idle
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drain_spreads_keys_over_its_window() {
+        let sd = Shutdown {
+            deadline: 0,
+            start: 100,
+            span: 100,
+            seed: 7,
+        };
+        let mut per_tenth = [0u32; 10];
+        for key in 0..10_000 {
+            let at = sd.close_at(key);
+            assert!((100..200).contains(&at), "{at}");
+            per_tenth[((at - 100) / 10) as usize] += 1;
+        }
+        // 1,000 expected in each tenth of the window.
+        assert!(
+            per_tenth.iter().all(|&n| (850..1150).contains(&n)),
+            "{per_tenth:?}"
+        );
+        let now = Shutdown { span: 0, ..sd };
+        assert_eq!(now.close_at(12345), 100, "no drain: all at once");
     }
 }
