@@ -7,6 +7,8 @@
 #   CASES=echo-20B-d1,handshakes benches/compare.sh    only these cases
 #   CASES=handshakes CYCLES=12 benches/compare.sh      handshakes alone: a run lasts ~0.4 s
 #                                                       and varies ~10%, so take more cycles
+#   SB_BEFORE=../old/target/release/switchboard benches/compare.sh
+#                                           also an earlier build, with an after/before ratio
 #
 # Other settings: DISTURBED_CORES (default 0.25; see below), OUT (default
 # target/compare/results.json).
@@ -123,6 +125,17 @@ ECHO_SERVERS = ["switchboard", "tokio-tungstenite", "fastwebsockets", "mio-tcp",
 BROADCAST_SERVERS = ["switchboard-w1", "tokio-broadcast-w1", "tokio-broadcast-w1-defaults",
                      "switchboard-w2", "tokio-broadcast-w2", "tokio-broadcast-w2-defaults"]
 
+# SB_BEFORE=path/to/another/switchboard: an earlier build runs in the same cycles, and
+# switchboard's rows get a ratio against it (before/after a change, on one noisy machine).
+SB_BEFORE = os.environ.get("SB_BEFORE")
+if SB_BEFORE:
+    SERVERS["switchboard-before"] = ([SB_BEFORE, "--workers", "1", "--log-level", "warn"], 1)
+    for w in (1, 2):
+        SERVERS[f"switchboard-before-w{w}"] = (
+            [SB_BEFORE, "--workers", str(w), "--log-level", "warn"], w)
+    ECHO_SERVERS.insert(1, "switchboard-before")
+    BROADCAST_SERVERS += ["switchboard-before-w1", "switchboard-before-w2"]
+
 
 def dig(d, *path):
     for p in path:
@@ -136,13 +149,16 @@ def dig(d, *path):
 def ALSO_ECHO(server):
     if server != "switchboard":
         return []
-    return ["tokio-tungstenite", "tokio-tungstenite-defaults", "fastwebsockets"]
+    before = ["switchboard-before"] if SB_BEFORE else []
+    return ["tokio-tungstenite", "tokio-tungstenite-defaults", "fastwebsockets"] + before
 
 
 def ALSO_BROADCAST(server):
     if not server.startswith("switchboard"):
         return []
-    return [f"tokio-broadcast-w{SERVERS[server][1]}-defaults"]
+    w = SERVERS[server][1]
+    before = [f"switchboard-before-w{w}"] if SB_BEFORE and "before" not in server else []
+    return [f"tokio-broadcast-w{w}-defaults"] + before
 
 
 def echo_case(name, n, size, depth):

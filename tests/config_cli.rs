@@ -226,8 +226,8 @@ fn bad_flags_and_values_exit_2_with_one_line() {
     // Each case starts with a valid --listen on port 0, so a refusal that wrongly starts the
     // server binds nothing fixed (and `run_cli` fails it at the deadline).
     let cases: &[(&[&str], &str)] = &[
-        (&["--nope"], "unknown flag --nope"),
-        (&["--nope=1"], "unknown flag --nope"),
+        (&["--bogus"], "unknown flag --bogus"),
+        (&["--bogus=1"], "unknown flag --bogus"),
         (&["-x"], "unexpected argument"),
         (&["stray"], "unexpected argument"),
         (&["--workers"], "needs a value"),

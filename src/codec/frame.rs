@@ -152,6 +152,18 @@ pub fn write_server_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
+/// Whether a complete server frame (unmasked, as [`write_server_frame`] makes it) is text,
+/// and its payload.
+pub fn server_payload(frame: &[u8]) -> (bool, &[u8]) {
+    let text = frame.first().is_some_and(|b| b & 0x0F == 0x1);
+    let header = match frame.get(1).map(|b| b & 0x7F) {
+        Some(126) => 4,
+        Some(127) => 10,
+        _ => 2,
+    };
+    (text, frame.get(header..).unwrap_or_default())
+}
+
 /// Close status codes live with the errors that map to them; re-exported where frames are.
 pub use crate::error::close_code;
 

@@ -10,6 +10,7 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
+use super::redis_url::RedisUrl;
 use super::values::*;
 
 // `--help` headings. clap lists them in the order of the first flag under each, so the
@@ -20,6 +21,7 @@ const WEBSOCKET: &str = "WebSocket";
 const LIMITS: &str = "Limits";
 const TIMEOUTS: &str = "Heartbeats and timeouts";
 const HISTORY: &str = "History";
+const CLUSTER: &str = "Cluster";
 const SECURITY: &str = "Security";
 const LOGGING: &str = "Logging";
 
@@ -131,6 +133,18 @@ struct Flags {
           default_value_t = DEFAULT_HISTORY_TTL_S, value_parser = secs)]
     history_ttl: u64,
 
+    /// a Redis server for cluster mode (repeatable: several are shards, a channel belongs to
+    /// one by a hash of its name): redis://[[user]:pass@]host[:port][/db] or
+    /// unix:///path[?db=N&password=P]; without it the node keeps everything in memory
+    #[arg(long, value_name = "URL", env = "SWITCHBOARD_REDIS", help_heading = CLUSTER,
+          value_parser = redis_url, value_delimiter = ',')]
+    redis: Vec<Option<RedisUrl>>,
+
+    /// this node's name in logs, metrics and the connection registry
+    #[arg(long, value_name = "NAME", env = "SWITCHBOARD_NODE_ID", help_heading = CLUSTER,
+          value_parser = node_id)]
+    node_id: Option<String>,
+
     /// Origin accepted for upgrades (repeatable; others get 403); also enables CORS for them
     #[arg(long, value_name = "ORIGIN", env = "SWITCHBOARD_ALLOWED_ORIGIN", help_heading = SECURITY,
           value_parser = list_item, value_delimiter = ',')]
@@ -154,8 +168,10 @@ struct Flags {
 
 /// What `--help` shows as the default of flags without one clap could print: the value is
 /// worked out at start, or the feature is off. (Arg id, text.)
-fn computed_defaults() -> [(&'static str, String); 5] {
+fn computed_defaults() -> [(&'static str, String); 7] {
     [
+        ("redis", "none (a single node, in memory)".into()),
+        ("node_id", "host name and process id".into()),
         ("workers", "CPU count".into()),
         ("max_connections", format!("fd limit - {FD_RESERVE}")),
         ("subprotocol", "none".into()),
@@ -264,6 +280,8 @@ impl Flags {
             history_ttl: Duration::from_secs(self.history_ttl),
             max_subscriptions: self.max_subscriptions,
             publish_token: self.publish_token,
+            redis: list(matches, "redis", self.redis)?,
+            node_id: self.node_id.unwrap_or_else(default_node_id),
             defer_answers: self.defer_answers,
         })
     }
@@ -352,6 +370,30 @@ fn parse_range(v: &str, min: usize, max: usize) -> Result<usize, String> {
 fn secs(v: &str) -> Result<u64, String> {
     // Whole seconds, at least 1: a zero timeout would close everything at once.
     parse_range(v, 1, MAX_TIMEOUT_S).map(|s| s as u64)
+}
+
+/// One item of `--redis`; `None` for an empty one (see [`list`]).
+fn redis_url(v: &str) -> Result<Option<RedisUrl>, String> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    RedisUrl::parse(v).map(Some)
+}
+
+fn node_id(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    let ok = !v.is_empty()
+        && v.len() <= MAX_NODE_ID_BYTES
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err(format!(
+            "{v:?}: 1-{MAX_NODE_ID_BYTES} letters, digits, '-', '_' or '.'"
+        ))
+    }
 }
 
 fn drain_secs(v: &str) -> Result<u64, String> {
@@ -458,8 +500,8 @@ mod tests {
             .collect();
         let many: Vec<&str> = many.iter().map(String::as_str).collect();
         for (args, needle) in [
-            (&["--nope"][..], "unknown flag --nope (see --help)"),
-            (&["--nope=1"][..], "unknown flag --nope (see --help)"),
+            (&["--bogus"][..], "unknown flag --bogus (see --help)"),
+            (&["--bogus=1"][..], "unknown flag --bogus (see --help)"),
             (
                 &["--worker", "2"][..],
                 "unknown flag --worker (did you mean --workers?)",
@@ -529,7 +571,7 @@ mod tests {
         let help = cmd.render_help().to_string();
         let mut last_heading = 0;
         for heading in [
-            LISTENING, WEBSOCKET, LIMITS, TIMEOUTS, HISTORY, SECURITY, LOGGING,
+            LISTENING, WEBSOCKET, LIMITS, TIMEOUTS, HISTORY, CLUSTER, SECURITY, LOGGING,
         ] {
             let at = help
                 .find(&format!("\n{heading}:\n"))

@@ -7,7 +7,9 @@
 //! in `--help` (grouped by topic, with its default and variable) from the same attributes.
 
 mod flags;
+mod redis_url;
 mod values;
 
 pub use flags::{command, parse};
+pub use redis_url::{RedisTarget, RedisUrl};
 pub use values::*;

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 
+use super::redis_url::RedisUrl;
+
 /// Default listen address: loopback, so a bare start exposes nothing.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Request head limit (431 above it).
@@ -83,6 +85,10 @@ pub struct Config {
     pub max_subscriptions: usize,
     /// When set, `POST /publish` needs `Authorization: Bearer <token>`.
     pub publish_token: Option<String>,
+    /// Cluster mode: the Redis servers (shards) the channel space lives in. Empty: in memory.
+    pub redis: Vec<RedisUrl>,
+    /// This node's name (logs, metrics, the connection registry).
+    pub node_id: String,
     /// Test seam: the memory engine answers through the workers' mailboxes, as a remote
     /// engine does, so the test suite runs the transports' later-answer paths without Redis.
     pub defer_answers: bool,
@@ -111,9 +117,31 @@ impl Default for Config {
             history_ttl: Duration::from_secs(DEFAULT_HISTORY_TTL_S),
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
             publish_token: None,
+            redis: Vec::new(),
+            node_id: default_node_id(),
             defer_answers: false,
         }
     }
+}
+
+/// Longest `--node-id`.
+pub const MAX_NODE_ID_BYTES: usize = 64;
+
+/// A node name unique per process: the host name (from `/proc`, as `uname` would give it)
+/// and the process id.
+pub fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| {
+            h.trim()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
+                .take(MAX_NODE_ID_BYTES - 12)
+                .collect::<String>()
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into());
+    format!("{host}-{}", std::process::id())
 }
 
 pub fn default_workers() -> usize {

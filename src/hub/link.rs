@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crossbeam_channel::Sender;
 use mio::Waker;
 
-use crate::hub::engine::{Answered, ReplyTo};
+use crate::hub::engine::{Answered, Epoch, ReplyTo};
 use crate::hub::msg::Msg;
 
 /// What a worker is handed for one of its channels.
@@ -17,6 +17,14 @@ pub enum Delivery {
     Message(Arc<Msg>),
     /// A join/leave event frame, for subscribers that asked for presence events.
     Presence(Arc<[u8]>),
+    /// The channel's stream is not the one its subscribers are positioned in any more (a new
+    /// epoch, or messages lost that history no longer holds): every subscriber is placed at
+    /// `id` of stream `epoch` and told (`frame`: a `subscribed` reply with `recovered:false`).
+    Reset {
+        epoch: Epoch,
+        id: u64,
+        frame: Arc<[u8]>,
+    },
 }
 
 /// Work handed to a worker from other threads.

@@ -8,6 +8,7 @@ pub mod link;
 pub mod memory;
 pub mod msg;
 pub mod plan;
+pub mod redis;
 pub mod subs;
 
 use std::sync::atomic::{AtomicU64, Ordering};

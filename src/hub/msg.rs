@@ -63,7 +63,7 @@ impl Msg {
             if !raw {
                 sse::write_data_lines(&mut out, self.json());
             } else {
-                let (text, payload) = frame_payload(&self.raw_frame);
+                let (text, payload) = frame::server_payload(&self.raw_frame);
                 match std::str::from_utf8(payload) {
                     Ok(t) if text => sse::write_data_lines(&mut out, t),
                     _ => {
@@ -75,17 +75,6 @@ impl Msg {
             out.into()
         })
     }
-}
-
-/// Whether a server frame is text, and its payload (server frames are unmasked).
-fn frame_payload(frame: &[u8]) -> (bool, &[u8]) {
-    let text = frame.first().is_some_and(|b| b & 0x0F == 0x1);
-    let header = match frame.get(1).map(|b| b & 0x7F) {
-        Some(126) => 4,
-        Some(127) => 10,
-        _ => 2,
-    };
-    (text, frame.get(header..).unwrap_or_default())
 }
 
 #[cfg(test)]

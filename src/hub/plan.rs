@@ -18,6 +18,11 @@ pub enum Item {
     },
     /// A join/leave frame.
     Presence(Arc<[u8]>),
+    /// The channel's stream was reset (see [`Delivery::Reset`]): its `subscribed` frame.
+    Reset {
+        channel: u64,
+        frame: Arc<[u8]>,
+    },
 }
 
 /// One item owed to one subscriber.
@@ -71,11 +76,23 @@ impl Batch {
                     });
                 }
             }
+            // Raw subscribers read payloads only, and have no position to correct.
+            Delivery::Reset { .. } => {
+                for sub in local.subs.iter().filter(|s| !s.raw()) {
+                    self.owed.push(Owed {
+                        key: sub.key(),
+                        gen: sub.gen,
+                        item,
+                        raw: false,
+                    });
+                }
+            }
         }
         if self.owed.len() > before {
             self.items.push(match delivery {
                 Delivery::Message(msg) => Item::Message { channel, msg },
                 Delivery::Presence(f) => Item::Presence(f),
+                Delivery::Reset { frame, .. } => Item::Reset { channel, frame },
             });
         }
     }
@@ -98,6 +115,6 @@ pub fn ws_frame<'a>(items: &'a [Item], o: &Owed) -> Option<&'a Arc<[u8]>> {
     match items.get(o.item as usize)? {
         Item::Message { msg, .. } if o.raw => Some(&msg.raw_frame),
         Item::Message { msg, .. } => Some(&msg.frame),
-        Item::Presence(f) => Some(f),
+        Item::Presence(f) | Item::Reset { frame: f, .. } => Some(f),
     }
 }

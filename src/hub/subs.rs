@@ -230,6 +230,19 @@ impl LocalIndex {
         Some(name)
     }
 
+    /// A channel's stream was reset: every local subscriber is placed at `id` of `epoch`.
+    pub fn reset(&mut self, channel_id: u64, epoch: &Epoch, id: u64) {
+        let Some(&local) = self.by_id.get(&channel_id) else {
+            return;
+        };
+        if let Some(c) = self.channels.get_mut(local as usize) {
+            c.epoch = epoch.clone();
+            for s in c.subs.slots.iter_mut().filter(|s| !s.is_vacant()) {
+                s.position = id;
+            }
+        }
+    }
+
     /// Channels with at least one local subscriber.
     pub fn len(&self) -> usize {
         self.channels.len()

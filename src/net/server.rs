@@ -10,7 +10,9 @@ use std::time::Duration;
 use mio::{Poll, Waker};
 
 use crate::config::{Config, FD_RESERVE, MAX_LISTENERS};
-use crate::hub::link::WorkerLink;
+use crate::hub::link::{WorkerLink, Workers};
+use crate::hub::redis::request::Settings;
+use crate::hub::redis::RedisEngine;
 use crate::hub::{Cmd, HistoryLimits, Hub};
 use crate::net::notify::{status_line, Notifier, Progress};
 use crate::net::sys::{self, Signal};
@@ -88,14 +90,29 @@ impl Server {
             receivers.push(rx);
             polls.push(poll);
         }
-        let hub = Hub::in_memory(
-            HistoryLimits {
+        let links: Workers = links.into();
+        let hub = if cfg.redis.is_empty() {
+            let limits = HistoryLimits {
                 size: cfg.history_size,
                 ttl: cfg.history_ttl,
-            },
-            links.into(),
-            cfg.defer_answers,
-        );
+            };
+            Hub::in_memory(limits, links, cfg.defer_answers)
+        } else {
+            let settings = Settings {
+                history_size: cfg.history_size,
+                history_ttl_s: cfg.history_ttl.as_secs(),
+            };
+            let engine = RedisEngine::start(&cfg.redis, links.clone(), settings)?;
+            let shards: Vec<String> = cfg.redis.iter().map(ToString::to_string).collect();
+            info!(
+                "cluster mode: node {} on redis {} ({} shard{})",
+                cfg.node_id,
+                shards.join(", "),
+                shards.len(),
+                if shards.len() == 1 { "" } else { "s" }
+            );
+            Hub::new(Box::new(engine), links)
+        };
         let shared = Arc::new(Shared {
             cfg,
             max_connections,

@@ -149,9 +149,14 @@ pub fn deliver(st: &mut ConnState, group: &[Owed], items: &[Item], cx: &mut Cx<'
     // the cursor already counts it.
     let mut msgs = std::mem::take(&mut s.http().replay);
     for o in group {
-        if let Some(Item::Message { channel, msg }) = items.get(o.item as usize) {
-            s.advance(cx.index, *channel, msg.seq);
-            msgs.push(msg.clone());
+        match items.get(o.item as usize) {
+            Some(Item::Message { channel, msg }) => {
+                s.advance(cx.index, *channel, msg.seq);
+                msgs.push(msg.clone());
+            }
+            // The stream was reset: the cursor is already in the new one; say what was lost.
+            Some(Item::Reset { .. }) => s.http().lost = true,
+            _ => {}
         }
     }
     write_reply(&mut Out::new(cx.wbuf, &mut st.outq), &msgs, s, cx.index);

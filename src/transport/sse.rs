@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use crate::codec::cursor::{self, Resume};
+use crate::codec::frame;
 use crate::codec::http::Request;
 use crate::codec::protocol;
 use crate::codec::query;
@@ -51,10 +52,22 @@ pub fn deliver(
     items: &[Item],
 ) {
     for o in group {
-        if let Some(Item::Message { channel, msg }) = items.get(o.item as usize) {
-            out.shared(msg.sse_data(session.raw));
-            session.advance(index, *channel, msg.seq);
-            write_id(out, session, index);
+        match items.get(o.item as usize) {
+            Some(Item::Message { channel, msg }) => {
+                out.shared(msg.sse_data(session.raw));
+                session.advance(index, *channel, msg.seq);
+                write_id(out, session, index);
+            }
+            // The stream was reset: said as on a resume that was not exact, and the cursor
+            // moves to the new stream.
+            Some(Item::Reset { frame, .. }) => {
+                let (_, json) = frame::server_payload(frame);
+                let mut event = Vec::with_capacity(json.len() + 32);
+                sse::write_named_event(&mut event, "subscribed", &String::from_utf8_lossy(json));
+                out.bytes(&event);
+                write_id(out, session, index);
+            }
+            _ => {}
         }
     }
 }

@@ -66,6 +66,10 @@ impl Worker {
     }
 
     fn gather(&mut self, channel: u64, item: Delivery) {
+        if let Delivery::Reset { epoch, id, .. } = &item {
+            // Positions move to the new stream before anything of it is gathered.
+            self.index.reset(channel, epoch, *id);
+        }
         self.batch.gather(&self.index, channel, item);
     }
 

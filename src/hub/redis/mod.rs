@@ -1,0 +1,145 @@
+//! The cluster engine: the channel space in Redis, shared by every node that points at the
+//! same Redis servers (`--redis`, one per shard: a channel lives on the shard its name
+//! hashes to). Each channel's ids, epoch and history are in Redis; a publish is one atomic
+//! script there (next id, history, sharded Pub/Sub), and a node subscribes in Redis to a
+//! channel while it has local subscribers. Every call answers later, from the Redis thread
+//! (`thread.rs`), through the asking worker's mailbox.
+
+pub mod chan;
+pub mod conn;
+pub mod node;
+pub mod request;
+pub mod resp;
+pub mod scripts;
+pub mod shard;
+pub mod thread;
+pub mod wire;
+
+use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::Sender;
+use mio::{Poll, Waker};
+
+use crate::codec::protocol::Data;
+use crate::config::RedisUrl;
+use crate::hub::engine::{
+    Answer, Engine, EngineError, Health, History, Published, ReplyTo, Since, SubscribeReq,
+    Subscription,
+};
+use crate::hub::link::Workers;
+use request::{HealthState, Request, Settings};
+use thread::{Thread, WAKER};
+use wire::Kind;
+
+#[derive(Debug)]
+pub struct RedisEngine {
+    tx: Sender<Request>,
+    waker: Arc<Waker>,
+    health: HealthState,
+}
+
+impl RedisEngine {
+    /// Starts the Redis thread (it connects in the background; until then the engine is
+    /// unavailable, and says so in its health).
+    pub fn start(urls: &[RedisUrl], workers: Workers, settings: Settings) -> std::io::Result<Self> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let health: HealthState = Arc::new(Mutex::new(Some("connecting to redis".into())));
+        let thread = Thread::new(urls, rx, poll, workers, settings, health.clone())?;
+        std::thread::Builder::new()
+            .name("redis".into())
+            .spawn(move || thread.run())?;
+        Ok(RedisEngine { tx, waker, health })
+    }
+
+    fn ask(&self, req: Request) {
+        // The thread lives as long as the process; if it is gone the request is simply never
+        // answered, which cannot happen before shutdown.
+        let _ = self.tx.send(req);
+        let _ = self.waker.wake();
+    }
+}
+
+impl Drop for RedisEngine {
+    fn drop(&mut self) {
+        self.ask(Request::Stop);
+    }
+}
+
+impl Engine for RedisEngine {
+    fn publish(&self, channel: &str, data: &Data<'_>, reply: ReplyTo) -> Answer<Published> {
+        let (kind, payload) = Kind::of(data);
+        self.ask(Request::Publish {
+            channel: channel.into(),
+            kind,
+            payload: payload.to_vec(),
+            reply,
+        });
+        Answer::Later
+    }
+
+    fn subscribe(&self, req: SubscribeReq<'_>, reply: ReplyTo) -> Answer<Subscription> {
+        self.ask(Request::Subscribe {
+            channel: req.channel.into(),
+            worker: req.worker,
+            since: req.since.cloned(),
+            reply,
+        });
+        Answer::Later
+    }
+
+    fn unsubscribe(&self, channel: &str, worker: usize, _user: Option<&str>) {
+        self.ask(Request::Unsubscribe {
+            channel: channel.into(),
+            worker,
+        });
+    }
+
+    fn history(
+        &self,
+        channel: &str,
+        since: Option<&Since>,
+        limit: usize,
+        reply: ReplyTo,
+    ) -> Answer<History> {
+        self.ask(Request::History {
+            channel: channel.into(),
+            since: since.cloned(),
+            limit,
+            reply,
+        });
+        Answer::Later
+    }
+
+    fn presence(&self, _channel: &str, _reply: ReplyTo) -> Answer<Vec<Box<str>>> {
+        Answer::Now(Err(EngineError::Unavailable(
+            "presence is not kept in cluster mode yet".into(),
+        )))
+    }
+
+    fn users_online(&self, _users: &[&str], _reply: ReplyTo) -> Answer<Vec<bool>> {
+        Answer::Now(Err(EngineError::Unavailable(
+            "presence is not kept in cluster mode yet".into(),
+        )))
+    }
+
+    fn user_connected(&self, _user: &str) {}
+
+    fn user_disconnected(&self, _user: &str) {}
+
+    /// History expires in Redis by itself.
+    fn maintain(&self) {}
+
+    /// History is in Redis, not in this process.
+    fn history_len(&self) -> usize {
+        0
+    }
+
+    fn health(&self) -> Health {
+        match &*self.health.lock().unwrap_or_else(|p| p.into_inner()) {
+            None => Ok(()),
+            Some(why) => Err(why.clone()),
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! The node's view of the channels it has subscribers for, in cluster mode: which it is
+//! subscribed to in Redis, where each channel's stream stands (epoch, last id delivered to
+//! the workers), and the merge that makes a subscription gap-free: subscribe in Redis first,
+//! keep what arrives, read history, and answer the subscriber at the exact point of the
+//! stream its replay ends at.
+//!
+//! A state machine on the Redis thread: requests from workers and events from Redis in,
+//! commands to Redis ([`Store`]) and hand-overs to the workers' mailboxes out. No I/O here,
+//! so it is tested with a fake store.
+//!
+//! Every message of a channel goes to the workers in id order, once: a message whose id jumps
+//! past the next expected one is held while the gap is read from history; one at or below
+//! the last delivered is a duplicate and dropped. A gap history no longer holds, or a new
+//! epoch (Redis lost the stream), is a [`Delivery::Reset`] for the channel's subscribers.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use crate::codec::position::{Epoch, Since};
+use crate::hub::engine::{Answered, EngineError, ReplyTo};
+use crate::hub::link::{self, Wakes, Workers};
+use crate::hub::redis::chan::{
+    accept, answer, deliver, fill, hold, push_bounded, reset, Asked, Chan, Link,
+};
+use crate::hub::redis::wire::{Entry, Kept};
+
+/// What the node asks of Redis. The driver implements it; tests use a fake.
+pub trait Store {
+    /// Sharded-subscribes to the channel (confirmed later by [`Node::on_subscribed`]); `Err`
+    /// (why) if that cannot be sent now.
+    fn subscribe(&mut self, channel: &str) -> Result<(), String>;
+    fn unsubscribe(&mut self, channel: &str);
+    /// Reads the channel's stream after `since` (from its start when `epoch` is not the
+    /// stream's), at most `limit` entries; answered by [`Node::on_read`] with `tag`, or
+    /// `Err` (why) if it cannot be sent now.
+    fn read(
+        &mut self,
+        channel: &str,
+        since: u64,
+        epoch: Option<&Epoch>,
+        limit: usize,
+        tag: u64,
+    ) -> Result<(), String>;
+}
+
+/// What a read in flight is for.
+#[derive(Debug)]
+enum Read {
+    /// A subscriber's replay.
+    Subscribe { channel: Box<str>, asked: Asked },
+    /// Messages the node missed (a jump in ids, a reconnect, a periodic check).
+    Fill { channel: Box<str> },
+}
+
+#[derive(Debug)]
+pub struct Node {
+    workers: Workers,
+    /// Entries a replay or a fill reads at most (the history kept per channel).
+    history_size: usize,
+    chans: HashMap<Box<str>, Chan>,
+    reads: HashMap<u64, Read>,
+    next_tag: u64,
+    next_channel_id: u64,
+}
+
+impl Node {
+    pub fn new(workers: Workers, history_size: usize) -> Node {
+        Node {
+            workers,
+            history_size,
+            chans: HashMap::new(),
+            reads: HashMap::new(),
+            next_tag: 1,
+            next_channel_id: 1,
+        }
+    }
+
+    /// Channels the node is subscribed to (or subscribing) in Redis.
+    pub fn channels(&self) -> impl Iterator<Item = &str> {
+        self.chans
+            .iter()
+            .filter(|(_, c)| c.link != Link::Unsubscribed)
+            .map(|(n, _)| &**n)
+    }
+
+    /// A worker's subscriber asks for `channel` from `since`.
+    pub fn subscribe(
+        &mut self,
+        store: &mut dyn Store,
+        channel: &str,
+        worker: usize,
+        since: Option<Since>,
+        reply: ReplyTo,
+    ) {
+        let workers = self.workers.len();
+        let next_id = &mut self.next_channel_id;
+        let ch = self.chans.entry(channel.into()).or_insert_with(|| {
+            *next_id += 1;
+            Chan {
+                id: *next_id - 1,
+                counts: vec![0; workers],
+                wanted: 0,
+                link: Link::Unsubscribed,
+                stream: None,
+                queue: Vec::new(),
+                reads: 0,
+                recent: VecDeque::new(),
+                filling: false,
+                held: Vec::new(),
+            }
+        });
+        ch.wanted += 1;
+        let asked = Asked {
+            worker,
+            since,
+            reply,
+        };
+        match ch.link {
+            Link::Unsubscribed => {
+                ch.link = Link::Subscribing;
+                ch.queue.push(asked);
+                if let Err(why) = store.subscribe(channel) {
+                    self.on_unsubscribed(channel, &why);
+                    self.forget_if_unwanted(store, channel);
+                }
+            }
+            Link::Subscribing => ch.queue.push(asked),
+            Link::Subscribed => self.start_read(store, channel, asked),
+        }
+    }
+
+    fn start_read(&mut self, store: &mut dyn Store, channel: &str, asked: Asked) {
+        let Some(ch) = self.chans.get_mut(channel) else {
+            return;
+        };
+        ch.reads += 1;
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        // Without `since`, only where the stream stands is needed.
+        let (since, epoch, limit) = match &asked.since {
+            Some(s) => (s.id, s.epoch.clone(), self.history_size),
+            None => (0, None, 0),
+        };
+        let read = Read::Subscribe {
+            channel: channel.into(),
+            asked,
+        };
+        self.reads.insert(tag, read);
+        if let Err(why) = store.read(channel, since, epoch.as_ref(), limit, tag) {
+            self.on_read(store, tag, Err(EngineError::Unavailable(why.into())));
+        }
+    }
+
+    fn start_fill(&mut self, store: &mut dyn Store, channel: &str) {
+        let Some(ch) = self.chans.get_mut(channel) else {
+            return;
+        };
+        let Some(stream) = ch.stream.as_ref() else {
+            return;
+        };
+        if ch.filling {
+            return;
+        }
+        ch.filling = true;
+        ch.reads += 1;
+        let (since, epoch) = (stream.top, stream.epoch.clone());
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        self.reads.insert(
+            tag,
+            Read::Fill {
+                channel: channel.into(),
+            },
+        );
+        if let Err(why) = store.read(channel, since, Some(&epoch), self.history_size, tag) {
+            self.on_read(store, tag, Err(EngineError::Unavailable(why.into())));
+        }
+    }
+
+    /// A subscriber left (or its subscription was refused at the worker).
+    pub fn unsubscribe(&mut self, store: &mut dyn Store, channel: &str, worker: usize) {
+        let Some(ch) = self.chans.get_mut(channel) else {
+            return;
+        };
+        if let Some(n) = ch.counts.get_mut(worker).filter(|n| **n > 0) {
+            *n -= 1;
+            ch.wanted = ch.wanted.saturating_sub(1);
+        }
+        self.forget_if_unwanted(store, channel);
+    }
+
+    fn forget_if_unwanted(&mut self, store: &mut dyn Store, channel: &str) {
+        let Some(ch) = self.chans.get(channel) else {
+            return;
+        };
+        if ch.wanted == 0 && ch.reads == 0 {
+            if ch.link != Link::Unsubscribed {
+                store.unsubscribe(channel);
+            }
+            self.chans.remove(channel);
+        }
+    }
+
+    /// Redis confirmed the subscription: the waiting subscribers' reads go out; a channel
+    /// whose stream the node already followed (a resubscription after a reconnect) reads
+    /// what it missed meanwhile.
+    pub fn on_subscribed(&mut self, store: &mut dyn Store, channel: &str) {
+        let Some(ch) = self.chans.get_mut(channel) else {
+            return;
+        };
+        ch.link = Link::Subscribed;
+        let queued = std::mem::take(&mut ch.queue);
+        let known = ch.stream.is_some();
+        for asked in queued {
+            self.start_read(store, channel, asked);
+        }
+        if known {
+            self.start_fill(store, channel);
+        }
+    }
+
+    /// The subscription was lost (its Redis connection went down): waiting subscribers are
+    /// refused; answered ones stay, and the channel is subscribed again on reconnect.
+    pub fn on_unsubscribed(&mut self, channel: &str, why: &str) {
+        let Some(ch) = self.chans.get_mut(channel) else {
+            return;
+        };
+        ch.link = Link::Unsubscribed;
+        for asked in std::mem::take(&mut ch.queue) {
+            ch.wanted = ch.wanted.saturating_sub(1);
+            let err = EngineError::Unavailable(why.into());
+            link::answer(&self.workers, asked.reply, Answered::Subscribed(Err(err)));
+        }
+    }
+
+    /// Channels to subscribe again after a reconnect (those still wanted).
+    pub fn resubscribe(&mut self, store: &mut dyn Store, of_shard: impl Fn(&str) -> bool) {
+        let names: Vec<Box<str>> = self
+            .chans
+            .iter()
+            .filter(|(n, c)| c.link == Link::Unsubscribed && c.wanted > 0 && of_shard(n))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in names {
+            if let Some(ch) = self.chans.get_mut(&name) {
+                ch.link = Link::Subscribing;
+                if let Err(why) = store.subscribe(&name) {
+                    self.on_unsubscribed(&name, &why);
+                }
+            }
+        }
+    }
+
+    /// A message from the channel's Redis subscription.
+    pub fn on_message(&mut self, store: &mut dyn Store, channel: &str, e: Entry, epoch: Epoch) {
+        let Some(ch) = self.chans.get_mut(channel) else {
+            return; // Unsubscribed meanwhile.
+        };
+        let msg = Arc::new(e.encode(channel));
+        let mut wakes = Wakes::default();
+        match ch.stream.as_ref() {
+            // No read has placed the stream yet: kept for the first subscriber's replay.
+            None => push_bounded(&mut ch.recent, msg),
+            Some(s) if s.epoch != epoch => {
+                reset(&self.workers, ch, channel, epoch, 0, &mut wakes);
+                accept(&self.workers, ch, msg, &mut wakes);
+            }
+            Some(s) if msg.seq <= s.top => {}
+            Some(_) if ch.filling => hold(ch, msg),
+            Some(s) if msg.seq == s.top + 1 => {
+                deliver(&self.workers, ch, msg, &mut wakes);
+            }
+            // A jump: what is between comes from history first.
+            Some(_) => {
+                hold(ch, msg);
+                wakes.wake(&self.workers);
+                return self.start_fill(store, channel);
+            }
+        }
+        wakes.wake(&self.workers);
+    }
+
+    /// Where a channel's stream stands in Redis (a periodic check or a reconnect): a newer
+    /// top than delivered means messages were lost on the way, unseen until now.
+    pub fn on_top(&mut self, store: &mut dyn Store, channel: &str, epoch: Epoch, top: u64) {
+        let Some(s) = self.chans.get(channel).and_then(|c| c.stream.as_ref()) else {
+            return;
+        };
+        if s.epoch != epoch || s.top < top {
+            self.start_fill(store, channel);
+        }
+    }
+
+    /// A read came back.
+    pub fn on_read(&mut self, store: &mut dyn Store, tag: u64, result: Result<Kept, EngineError>) {
+        let Some(read) = self.reads.remove(&tag) else {
+            return;
+        };
+        let channel = match &read {
+            Read::Subscribe { channel, .. } | Read::Fill { channel } => channel.clone(),
+        };
+        let Some(ch) = self.chans.get_mut(&*channel) else {
+            return;
+        };
+        ch.reads = ch.reads.saturating_sub(1);
+        let mut wakes = Wakes::default();
+        let mut again = false;
+        match read {
+            Read::Subscribe { asked, .. } => match result {
+                Ok(kept) => answer(&self.workers, ch, &channel, asked, kept, &mut wakes),
+                Err(e) => {
+                    ch.wanted = ch.wanted.saturating_sub(1);
+                    link::answer(&self.workers, asked.reply, Answered::Subscribed(Err(e)));
+                }
+            },
+            Read::Fill { .. } => {
+                ch.filling = false;
+                match result {
+                    Ok(kept) => again = fill(&self.workers, ch, &channel, kept, &mut wakes),
+                    // Tried again at the next message, check or reconnect.
+                    Err(_) => ch.held.clear(),
+                }
+            }
+        }
+        if ch.reads == 0 {
+            ch.recent.clear();
+        }
+        wakes.wake(&self.workers);
+        if again {
+            self.start_fill(store, &channel);
+        }
+        self.forget_if_unwanted(store, &channel);
+    }
+}

@@ -1,0 +1,128 @@
+//! One Redis shard as the Redis thread drives it: its command connection (with the FIFO of
+//! what each command sent waits for) and its subscription connection, the stable hash that
+//! places a channel on a shard, and the node's commands to Redis ([`Store`]) sent on them.
+
+use std::collections::VecDeque;
+
+use crate::codec::position::{Epoch, Since};
+use crate::hub::engine::ReplyTo;
+use crate::hub::redis::conn::Conn;
+use crate::hub::redis::node::Store;
+use crate::hub::redis::request::Settings;
+use crate::hub::redis::scripts;
+
+/// What a command sent on a shard's command connection waits for.
+#[derive(Debug)]
+pub enum Expect {
+    Setup,
+    Publish(ReplyTo),
+    Read(u64),
+    History {
+        reply: ReplyTo,
+        since: Option<Since>,
+        channel: Box<str>,
+    },
+    Top(Box<str>),
+}
+
+pub struct Shard {
+    pub cmd: Conn,
+    pub sub: Conn,
+    pub expect: VecDeque<Expect>,
+    /// Channels to SSUBSCRIBE / SUNSUBSCRIBE at the end of the turn (batched).
+    pub to_subscribe: Vec<Box<str>>,
+    pub to_unsubscribe: Vec<Box<str>>,
+}
+
+/// The stable hash that places a channel on a shard: FNV-1a (64 bits) of its name, so every
+/// node, whatever its build, agrees.
+pub fn shard_of(channel: &str, shards: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in channel.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h % shards.max(1) as u64) as usize
+}
+
+/// The node's commands to Redis, on the shards' connections (see [`Store`]).
+pub struct Cmds<'a> {
+    pub shards: &'a mut [Shard],
+    pub read_sha: &'a str,
+    pub settings: &'a Settings,
+}
+
+impl Store for Cmds<'_> {
+    fn subscribe(&mut self, channel: &str) -> Result<(), String> {
+        let n = self.shards.len();
+        let shard = self
+            .shards
+            .get_mut(shard_of(channel, n))
+            .ok_or("no shard")?;
+        if !shard.sub.is_ready() {
+            return Err(shard
+                .sub
+                .reason
+                .as_deref()
+                .unwrap_or("redis down")
+                .to_string());
+        }
+        shard.to_subscribe.push(channel.into());
+        Ok(())
+    }
+
+    fn unsubscribe(&mut self, channel: &str) {
+        let n = self.shards.len();
+        if let Some(shard) = self.shards.get_mut(shard_of(channel, n)) {
+            shard.to_unsubscribe.push(channel.into());
+        }
+    }
+
+    fn read(
+        &mut self,
+        channel: &str,
+        since: u64,
+        epoch: Option<&Epoch>,
+        limit: usize,
+        tag: u64,
+    ) -> Result<(), String> {
+        let n = self.shards.len();
+        let shard = self
+            .shards
+            .get_mut(shard_of(channel, n))
+            .ok_or("no shard")?;
+        let args = scripts::read_args(
+            channel,
+            since,
+            epoch,
+            limit,
+            self.settings.history_ttl_s,
+            &Epoch::random(),
+        );
+        send_script(shard, self.read_sha, 2, &args, Expect::Read(tag))
+    }
+}
+
+/// Sends `EVALSHA sha numkeys args...`, expecting `expect`.
+pub fn send_script(
+    shard: &mut Shard,
+    sha: &str,
+    keys: usize,
+    args: &[Vec<u8>],
+    expect: Expect,
+) -> Result<(), String> {
+    if !shard.cmd.is_ready() {
+        return Err(shard
+            .cmd
+            .reason
+            .as_deref()
+            .unwrap_or("redis down")
+            .to_string());
+    }
+    let keys = keys.to_string();
+    let mut all: Vec<&[u8]> = vec![b"EVALSHA", sha.as_bytes(), keys.as_bytes()];
+    all.extend(args.iter().map(Vec::as_slice));
+    shard.cmd.send(&all)?;
+    shard.expect.push_back(expect);
+    Ok(())
+}

@@ -1,0 +1,534 @@
+//! The Redis thread: every Redis connection of the node (per shard, one for commands and one
+//! for the sharded Pub/Sub subscriptions), all non-blocking on one poll, and the node's
+//! channel table ([`Node`]). Workers hand it requests through a queue and its waker; answers
+//! and deliveries go back through the workers' mailboxes. Nothing here ever blocks a worker,
+//! and a slow or dead Redis only makes requests fail fast with `unavailable`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, TryRecvError};
+use mio::{Events, Poll, Token};
+
+use crate::codec::position::{Epoch, Since};
+use crate::config::RedisUrl;
+use crate::hub::engine::{Answered, EngineError, History};
+use crate::hub::link::{self, Workers};
+use crate::hub::redis::conn::{Conn, Event};
+use crate::hub::redis::node::Node;
+use crate::hub::redis::request::{HealthState, Request, Settings};
+use crate::hub::redis::resp::Value;
+use crate::hub::redis::scripts::{self, PUBLISH, READ};
+use crate::hub::redis::shard::{send_script, shard_of, Cmds, Expect, Shard};
+use crate::hub::redis::wire::{self, Kept};
+use crate::{info, warn};
+
+/// How often the node compares where its channels stand with Redis (a message lost at the
+/// end of a stream shows no jump until the next publish).
+pub const TOP_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// Channels per SSUBSCRIBE when (re)subscribing many.
+const SUBSCRIBE_BATCH: usize = 128;
+/// The waker's token; connection tokens are 2 × shard (+1 for its subscription connection).
+pub const WAKER: Token = Token(usize::MAX);
+
+fn sha1_hex(script: &str) -> String {
+    use sha1::{Digest, Sha1};
+    Sha1::digest(script.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub struct Thread {
+    poll: Poll,
+    rx: Receiver<Request>,
+    shards: Vec<Shard>,
+    node: Node,
+    workers: Workers,
+    settings: Settings,
+    health: HealthState,
+    publish_sha: String,
+    read_sha: String,
+    next_check: Instant,
+}
+
+impl Thread {
+    pub fn new(
+        urls: &[RedisUrl],
+        rx: Receiver<Request>,
+        poll: Poll,
+        workers: Workers,
+        settings: Settings,
+        health: HealthState,
+    ) -> std::io::Result<Thread> {
+        let mut shards = Vec::with_capacity(urls.len());
+        for (i, url) in urls.iter().enumerate() {
+            shards.push(Shard {
+                cmd: Conn::new(url, Token(2 * i))?,
+                sub: Conn::new(url, Token(2 * i + 1))?,
+                expect: VecDeque::new(),
+                to_subscribe: Vec::new(),
+                to_unsubscribe: Vec::new(),
+            });
+        }
+        Ok(Thread {
+            poll,
+            rx,
+            shards,
+            node: Node::new(workers.clone(), settings.history_size),
+            workers,
+            settings,
+            health,
+            publish_sha: sha1_hex(PUBLISH),
+            read_sha: sha1_hex(READ),
+            next_check: Instant::now() + TOP_CHECK_INTERVAL,
+        })
+    }
+
+    /// Runs until a `Stop` request.
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(256);
+        loop {
+            let now = Instant::now();
+            self.connect_due(now);
+            let timeout = self.timeout(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    warn!("redis thread: poll failed: {e}");
+                    return;
+                }
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                let t = event.token();
+                if t == WAKER {
+                    continue;
+                }
+                self.on_conn(t.0 / 2, t.0 % 2 == 1, now);
+            }
+            if !self.take_requests() {
+                return;
+            }
+            if now >= self.next_check {
+                self.next_check = now + TOP_CHECK_INTERVAL;
+                self.check_tops();
+            }
+            self.flush(Instant::now());
+            self.update_health();
+        }
+    }
+
+    fn timeout(&self, now: Instant) -> Duration {
+        let mut due = self.next_check;
+        for s in &self.shards {
+            for d in [s.cmd.deadline(), s.sub.deadline()].into_iter().flatten() {
+                due = due.min(d);
+            }
+        }
+        due.saturating_duration_since(now)
+            .max(Duration::from_millis(1))
+    }
+
+    /// Connects what is down and due, and fails connects that take too long.
+    fn connect_due(&mut self, now: Instant) {
+        for i in 0..self.shards.len() {
+            for sub in [false, true] {
+                let Some(shard) = self.shards.get_mut(i) else {
+                    continue;
+                };
+                let conn = if sub { &mut shard.sub } else { &mut shard.cmd };
+                let event = match conn.state {
+                    crate::hub::redis::conn::State::Connecting { since, .. }
+                        if now >= since + crate::hub::redis::conn::CONNECT_TIMEOUT =>
+                    {
+                        Some(conn.fail("connect timed out", now))
+                    }
+                    _ => conn.connect(self.poll.registry(), now),
+                };
+                if let Some(e) = event {
+                    self.on_event(i, sub, e);
+                }
+            }
+        }
+    }
+
+    fn on_conn(&mut self, i: usize, sub: bool, now: Instant) {
+        let mut got = Vec::new();
+        let Some(shard) = self.shards.get_mut(i) else {
+            return;
+        };
+        let conn = if sub { &mut shard.sub } else { &mut shard.cmd };
+        if let Some(e) = conn.flush(now) {
+            got.push(e);
+        }
+        conn.read(now, |e| got.push(e));
+        for e in got {
+            self.on_event(i, sub, e);
+        }
+    }
+
+    fn cmds(&mut self) -> (Cmds<'_>, &mut Node) {
+        (
+            Cmds {
+                shards: &mut self.shards,
+                read_sha: &self.read_sha,
+                settings: &self.settings,
+            },
+            &mut self.node,
+        )
+    }
+
+    fn on_event(&mut self, i: usize, sub: bool, e: Event) {
+        match (sub, e) {
+            (false, Event::Up) => self.on_cmd_up(i),
+            (true, Event::Up) => {
+                info!("redis shard {i}: subscription connection up");
+                let n = self.shards.len();
+                let (mut cmds, node) = self.cmds();
+                node.resubscribe(&mut cmds, |c| shard_of(c, n) == i);
+            }
+            (false, Event::Reply(v)) => self.on_reply(i, v),
+            (true, Event::Reply(v)) => self.on_push(v),
+            (false, Event::Down(why)) => self.on_cmd_down(i, &why),
+            (true, Event::Down(why)) => {
+                warn!("{why}");
+                let n = self.shards.len();
+                if let Some(s) = self.shards.get_mut(i) {
+                    s.to_subscribe.clear();
+                    s.to_unsubscribe.clear();
+                }
+                let lost: Vec<Box<str>> = self
+                    .node
+                    .channels()
+                    .filter(|c| shard_of(c, n) == i)
+                    .map(Into::into)
+                    .collect();
+                for c in lost {
+                    self.node.on_unsubscribed(&c, &why);
+                }
+            }
+        }
+    }
+
+    fn on_cmd_up(&mut self, i: usize) {
+        info!("redis shard {i}: command connection up");
+        let Some(shard) = self.shards.get_mut(i) else {
+            return;
+        };
+        // Redis forgets scripts when it restarts: load them before anything uses them.
+        for script in [PUBLISH, READ] {
+            if shard
+                .cmd
+                .send(&[b"SCRIPT", b"LOAD", script.as_bytes()])
+                .is_ok()
+            {
+                shard.expect.push_back(Expect::Setup);
+            }
+        }
+        // Anything missed while it was down (the subscriptions come back on their own
+        // connection, and fill from history then).
+        self.check_tops();
+    }
+
+    fn on_cmd_down(&mut self, i: usize, why: &str) {
+        warn!("{why}");
+        let Some(shard) = self.shards.get_mut(i) else {
+            return;
+        };
+        let lost: Vec<Expect> = shard.expect.drain(..).collect();
+        for e in lost {
+            self.fail(e, why);
+        }
+    }
+
+    /// Answers a request whose command was lost with `unavailable`. A publish lost this way
+    /// may or may not have happened (documented: a retried publish may be a duplicate).
+    fn fail(&mut self, e: Expect, why: &str) {
+        let err = EngineError::Unavailable(why.into());
+        match e {
+            Expect::Setup | Expect::Top(_) => {}
+            Expect::Publish(reply) => {
+                link::answer(&self.workers, reply, Answered::Published(Err(err)))
+            }
+            Expect::History { reply, .. } => {
+                link::answer(&self.workers, reply, Answered::History(Err(err)))
+            }
+            Expect::Read(tag) => {
+                let (mut cmds, node) = self.cmds();
+                node.on_read(&mut cmds, tag, Err(err));
+            }
+        }
+    }
+
+    fn on_reply(&mut self, i: usize, v: Value) {
+        let Some(e) = self.shards.get_mut(i).and_then(|s| s.expect.pop_front()) else {
+            return;
+        };
+        match e {
+            Expect::Setup => {
+                if let Value::Error(err) = v {
+                    warn!("redis shard {i}: loading a script failed: {err}");
+                }
+            }
+            Expect::Publish(reply) => link::answer(
+                &self.workers,
+                reply,
+                Answered::Published(scripts::published(v)),
+            ),
+            Expect::Read(tag) => {
+                let result = scripts::kept(v);
+                let (mut cmds, node) = self.cmds();
+                node.on_read(&mut cmds, tag, result);
+            }
+            Expect::History {
+                reply,
+                since,
+                channel,
+            } => {
+                let answer = scripts::kept(v).map(|k| history(&channel, since.as_ref(), k));
+                link::answer(&self.workers, reply, Answered::History(answer));
+            }
+            Expect::Top(channel) => {
+                let parts = v.as_array().unwrap_or_default();
+                let epoch = parts.first().and_then(Value::as_str).and_then(Epoch::parse);
+                let top = parts.get(1).and_then(Value::as_int).unwrap_or(0).max(0) as u64;
+                if let Some(epoch) = epoch {
+                    let (mut cmds, node) = self.cmds();
+                    node.on_top(&mut cmds, &channel, epoch, top);
+                }
+            }
+        }
+    }
+
+    /// A push on a subscription connection: a confirmation or a message.
+    fn on_push(&mut self, v: Value) {
+        let Some(parts) = v.as_array() else {
+            return;
+        };
+        let kind = parts.first().and_then(Value::as_bytes).unwrap_or_default();
+        let Some(channel) = parts
+            .get(1)
+            .and_then(Value::as_bytes)
+            .and_then(wire::channel_of)
+            .map(str::to_owned)
+        else {
+            return;
+        };
+        let (mut cmds, node) = self.cmds();
+        match kind {
+            b"ssubscribe" => node.on_subscribed(&mut cmds, &channel),
+            b"smessage" => {
+                let payload = parts.get(2).and_then(Value::as_bytes).unwrap_or_default();
+                match wire::decode_published(payload) {
+                    Some((entry, epoch)) => node.on_message(&mut cmds, &channel, entry, epoch),
+                    None => warn!("redis: a message on {channel} is not one of ours"),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Takes the workers' requests; false on `Stop`.
+    fn take_requests(&mut self) -> bool {
+        loop {
+            let req = match self.rx.try_recv() {
+                Ok(r) => r,
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
+            };
+            match req {
+                Request::Stop => return false,
+                Request::Publish {
+                    channel,
+                    kind,
+                    payload,
+                    reply,
+                } => {
+                    let args = scripts::publish_args(
+                        &channel,
+                        kind,
+                        &payload,
+                        &Epoch::random(),
+                        self.settings.history_size,
+                        self.settings.history_ttl_s,
+                    );
+                    let n = self.shards.len();
+                    let sent = match self.shards.get_mut(shard_of(&channel, n)) {
+                        Some(s) => {
+                            send_script(s, &self.publish_sha, 3, &args, Expect::Publish(reply))
+                        }
+                        None => Err("no shard".into()),
+                    };
+                    if let Err(why) = sent {
+                        let err = EngineError::Unavailable(why.into());
+                        link::answer(&self.workers, reply, Answered::Published(Err(err)));
+                    }
+                }
+                Request::Subscribe {
+                    channel,
+                    worker,
+                    since,
+                    reply,
+                } => {
+                    let (mut cmds, node) = self.cmds();
+                    node.subscribe(&mut cmds, &channel, worker, since, reply);
+                }
+                Request::Unsubscribe { channel, worker } => {
+                    let (mut cmds, node) = self.cmds();
+                    node.unsubscribe(&mut cmds, &channel, worker);
+                }
+                Request::History {
+                    channel,
+                    since,
+                    limit,
+                    reply,
+                } => {
+                    let (id, epoch) = since
+                        .as_ref()
+                        .map_or((0, None), |s| (s.id, s.epoch.as_ref()));
+                    let args = scripts::read_args(
+                        &channel,
+                        id,
+                        epoch,
+                        limit,
+                        self.settings.history_ttl_s,
+                        &Epoch::random(),
+                    );
+                    let n = self.shards.len();
+                    let expect = Expect::History {
+                        reply,
+                        since: since.clone(),
+                        channel: channel.clone(),
+                    };
+                    let sent = match self.shards.get_mut(shard_of(&channel, n)) {
+                        Some(s) => send_script(s, &self.read_sha, 2, &args, expect),
+                        None => Err("no shard".into()),
+                    };
+                    if let Err(why) = sent {
+                        let err = EngineError::Unavailable(why.into());
+                        link::answer(&self.workers, reply, Answered::History(Err(err)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks every shard where the node's channels stand (one pipelined HMGET each).
+    fn check_tops(&mut self) {
+        let n = self.shards.len();
+        let names: Vec<Box<str>> = self.node.channels().map(Into::into).collect();
+        for name in names {
+            let Some(shard) = self.shards.get_mut(shard_of(&name, n)) else {
+                continue;
+            };
+            if !shard.cmd.is_ready() {
+                continue;
+            }
+            let key = wire::meta_key(&name);
+            if shard
+                .cmd
+                .send(&[b"HMGET", key.as_bytes(), b"e", b"t"])
+                .is_ok()
+            {
+                shard.expect.push_back(Expect::Top(name));
+            }
+        }
+    }
+
+    /// Writes every connection's queued commands (subscriptions batched first).
+    fn flush(&mut self, now: Instant) {
+        let mut events = Vec::new();
+        for (i, shard) in self.shards.iter_mut().enumerate() {
+            for (verb, list) in [
+                (&b"SSUBSCRIBE"[..], &mut shard.to_subscribe),
+                (&b"SUNSUBSCRIBE"[..], &mut shard.to_unsubscribe),
+            ] {
+                for batch in list.chunks(SUBSCRIBE_BATCH) {
+                    let names: Vec<String> =
+                        batch.iter().map(|c| wire::pubsub_channel(c)).collect();
+                    let mut args: Vec<&[u8]> = vec![verb];
+                    args.extend(names.iter().map(|n| n.as_bytes()));
+                    // Refused only while down: the reconnect subscribes again.
+                    let _ = shard.sub.send(&args);
+                }
+                list.clear();
+            }
+            if let Some(e) = shard.cmd.flush(now) {
+                events.push((i, false, e));
+            }
+            if let Some(e) = shard.sub.flush(now) {
+                events.push((i, true, e));
+            }
+        }
+        for (i, sub, e) in events {
+            self.on_event(i, sub, e);
+        }
+    }
+
+    fn update_health(&mut self) {
+        let down = self
+            .shards
+            .iter()
+            .flat_map(|s| [&s.cmd, &s.sub])
+            .find_map(|c| c.reason.clone());
+        let now = down.map(|why| format!("redis unavailable ({why})").into_boxed_str());
+        let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        if *h != now {
+            *h = now;
+        }
+    }
+}
+
+fn history(channel: &str, since: Option<&Since>, k: Kept) -> History {
+    let at = Instant::now();
+    History {
+        recovered: k.recovered(since),
+        messages: k
+            .entries
+            .iter()
+            .map(|e| Arc::new(e.encode_at(channel, at)))
+            .collect(),
+        epoch: k.epoch,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_land_on_the_same_shard_everywhere() {
+        // FNV-1a 64, pinned: every node, whatever its build, must agree.
+        let three: Vec<usize> = ["room:1", "news", "c0", "c1", "c2", "c3", "c4", "c5"]
+            .iter()
+            .map(|c| shard_of(c, 3))
+            .collect();
+        assert_eq!(three, [2, 0, 1, 2, 2, 0, 2, 0]);
+        assert_eq!(shard_of("anything", 1), 0);
+    }
+
+    #[test]
+    fn recovered_as_the_memory_engine_decides() {
+        let e = Epoch::parse("e1").unwrap();
+        let k = Kept {
+            epoch: e.clone(),
+            top: 10,
+            oldest: 6,
+            entries: Vec::new(),
+        };
+        let at = |id, epoch: Option<&str>| Since {
+            id,
+            epoch: epoch.map(|x| Epoch::parse(x).unwrap()),
+        };
+        assert!(k.recovered(None));
+        assert!(
+            k.recovered(Some(&at(5, Some("e1")))),
+            "6 is the oldest kept"
+        );
+        assert!(!k.recovered(Some(&at(4, Some("e1")))), "5 is gone");
+        assert!(!k.recovered(Some(&at(7, Some("other")))));
+        assert!(!k.recovered(Some(&at(11, None))), "never handed out");
+        assert!(k.recovered(Some(&at(10, None))));
+    }
+}
