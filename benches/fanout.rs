@@ -116,6 +116,7 @@ impl Worker {
             },
             vec![WorkerLink::new(tx, waker)].into(),
             false,
+            "bench",
         );
         let mut index = LocalIndex::default();
         for key in 0..SUBSCRIBERS {

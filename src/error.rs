@@ -12,6 +12,8 @@ pub mod close_code {
     pub const POLICY_VIOLATION: u16 = 1008;
     pub const MESSAGE_TOO_BIG: u16 = 1009;
     pub const INTERNAL_ERROR: u16 = 1011;
+    /// The server closed every connection of the user (`POST /users/{user}/disconnect`).
+    pub const DISCONNECTED: u16 = 4003;
 
     /// Whether a peer may send `code` in a Close frame. 1004–1006 and 1015 are reserved and
     /// must never appear on the wire; 1012–1014 were registered with IANA after the RFC

@@ -83,6 +83,15 @@ pub fn write_cursor<'a>(
     }
 }
 
+/// The `user=` a stream request names, if any (a bad one is a 400).
+pub fn user_of(query: &str) -> Result<Option<Box<str>>, crate::error::HandshakeError> {
+    match crate::codec::query::first(query, "user") {
+        None => Ok(None),
+        Some(u) if protocol::valid_user(&u) => Ok(Some(u.into_owned().into_boxed_str())),
+        Some(_) => Err(crate::error::HandshakeError::Malformed("invalid user name")),
+    }
+}
+
 /// The channels a stream request names (`?channel=a&channel=b`): at least one, each valid,
 /// at most `max`.
 pub fn channels_of(query: &str, max: usize) -> Result<Vec<String>, crate::error::HandshakeError> {

@@ -315,9 +315,16 @@ pub fn message_json(channel: &str, id: u64, data: &Data<'_>) -> String {
     out.push_str("{\"type\":\"message\",\"channel\":");
     push_json_str(&mut out, channel);
     let _ = write!(out, ",\"id\":{id},\"data\":");
+    push_data(&mut out, data);
+    out.push('}');
+    out
+}
+
+/// A payload as the `data` member (binary as base64, with `"encoding":"base64"` after it).
+fn push_data(out: &mut String, data: &Data<'_>) {
     match data {
         Data::Json(j) => out.push_str(j),
-        Data::Text(t) => push_json_str(&mut out, t),
+        Data::Text(t) => push_json_str(out, t),
         Data::Binary(b) => {
             out.push('"');
             out.push_str(&base64::engine::general_purpose::STANDARD.encode(b));
@@ -325,8 +332,6 @@ pub fn message_json(channel: &str, id: u64, data: &Data<'_>) -> String {
             out.push('"');
         }
     }
-    out.push('}');
-    out
 }
 
 /// The stream a position belongs to: `,"epoch":"E"`.
@@ -334,6 +339,14 @@ fn push_epoch(out: &mut String, epoch: &Epoch) {
     out.push_str(",\"epoch\":\"");
     out.push_str(epoch.as_str());
     out.push('"');
+}
+
+/// `{"type":"direct","data":..}`: a message to one user's connections.
+pub fn direct_json(data: &Data<'_>) -> String {
+    let mut out = String::from("{\"type\":\"direct\",\"data\":");
+    push_data(&mut out, data);
+    out.push('}');
+    out
 }
 
 pub fn subscribed_json(

@@ -140,6 +140,12 @@ struct Flags {
           value_parser = redis_url, value_delimiter = ',')]
     redis: Vec<Option<RedisUrl>>,
 
+    /// cluster mode: how long a user stays present (and in the registry) without its node's
+    /// heartbeat, so the users of a node that died go offline by themselves within it
+    #[arg(long, value_name = "SECONDS", env = "SWITCHBOARD_PRESENCE_TTL", help_heading = CLUSTER,
+          default_value_t = DEFAULT_PRESENCE_TTL_S, value_parser = secs)]
+    presence_ttl: u64,
+
     /// this node's name in logs, metrics and the connection registry
     #[arg(long, value_name = "NAME", env = "SWITCHBOARD_NODE_ID", help_heading = CLUSTER,
           value_parser = node_id)]
@@ -282,6 +288,7 @@ impl Flags {
             publish_token: self.publish_token,
             redis: list(matches, "redis", self.redis)?,
             node_id: self.node_id.unwrap_or_else(default_node_id),
+            presence_ttl: Duration::from_secs(self.presence_ttl),
             defer_answers: self.defer_answers,
         })
     }

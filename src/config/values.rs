@@ -89,6 +89,8 @@ pub struct Config {
     pub redis: Vec<RedisUrl>,
     /// This node's name (logs, metrics, the connection registry).
     pub node_id: String,
+    /// Cluster mode: how long a presence or registry entry lives without a heartbeat.
+    pub presence_ttl: Duration,
     /// Test seam: the memory engine answers through the workers' mailboxes, as a remote
     /// engine does, so the test suite runs the transports' later-answer paths without Redis.
     pub defer_answers: bool,
@@ -119,10 +121,15 @@ impl Default for Config {
             publish_token: None,
             redis: Vec::new(),
             node_id: default_node_id(),
+            presence_ttl: Duration::from_secs(DEFAULT_PRESENCE_TTL_S),
             defer_answers: false,
         }
     }
 }
+
+/// How long a presence or registry entry lives in Redis without a refresh (nodes refresh
+/// theirs every 5/12 of it: 25 s of 60).
+pub const DEFAULT_PRESENCE_TTL_S: u64 = 60;
 
 /// Longest `--node-id`.
 pub const MAX_NODE_ID_BYTES: usize = 64;

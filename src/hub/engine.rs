@@ -45,6 +45,19 @@ pub struct History {
     pub messages: Vec<Arc<Msg>>,
 }
 
+/// Where a user's connections are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserInfo {
+    /// Nodes holding a connection of the user, and how many each.
+    pub nodes: Vec<(Box<str>, u64)>,
+}
+
+impl UserInfo {
+    pub fn connections(&self) -> u64 {
+        self.nodes.iter().map(|(_, n)| n).sum()
+    }
+}
+
 /// What subscribing needs to know.
 #[derive(Debug, Clone, Copy)]
 pub struct SubscribeReq<'a> {
@@ -79,6 +92,9 @@ pub enum Answered {
     History(Result<History, EngineError>),
     Presence(Result<Vec<Box<str>>, EngineError>),
     Users(Result<Vec<bool>, EngineError>),
+    /// A direct message or disconnect went to this many nodes (0: the user is offline).
+    Sent(Result<usize, EngineError>),
+    User(Result<UserInfo, EngineError>),
 }
 
 /// Why the engine could not do what was asked.
@@ -136,9 +152,19 @@ pub trait Engine: Send + Sync + fmt::Debug {
     /// Which of `users` have a connection open, in the same order.
     fn users_online(&self, users: &[&str], reply: ReplyTo) -> Answer<Vec<bool>>;
 
-    /// Counts a connection that named `user` (for [`Engine::users_online`]).
+    /// Counts a connection that named `user` (for [`Engine::users_online`], the registry).
     fn user_connected(&self, user: &str);
     fn user_disconnected(&self, user: &str);
+
+    /// Sends `data` to every connection of `user`, on every node that holds one (at most
+    /// once, not stored); answers how many nodes it went to.
+    fn send_to_user(&self, user: &str, data: &Data<'_>, reply: ReplyTo) -> Answer<usize>;
+
+    /// Closes every connection of `user` on every node; answers how many nodes.
+    fn disconnect_user(&self, user: &str, reply: ReplyTo) -> Answer<usize>;
+
+    /// Which nodes hold connections of `user`, and how many.
+    fn user_info(&self, user: &str, reply: ReplyTo) -> Answer<UserInfo>;
 
     /// Periodic upkeep (expiring history, forgetting idle channels), a bounded step per call.
     fn maintain(&self);

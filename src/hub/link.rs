@@ -42,6 +42,16 @@ pub enum Cmd {
         to: ReplyTo,
         answer: Answered,
     },
+    /// A direct message for every local connection of `user` (`msg` is its `direct`
+    /// envelope, encoded once).
+    Direct {
+        user: Arc<str>,
+        msg: Arc<Msg>,
+    },
+    /// Close every local connection of `user`.
+    Disconnect {
+        user: Arc<str>,
+    },
 }
 
 /// How to reach a worker from another thread.
@@ -120,6 +130,14 @@ pub fn deliver(
             });
             wakes.add(w);
         }
+    }
+}
+
+/// Hands a command to every worker (a user's connections may be on any).
+pub fn broadcast(workers: &[WorkerLink], cmd: impl Fn() -> Cmd) {
+    for link in workers {
+        link.send(cmd());
+        link.wake();
     }
 }
 

@@ -46,8 +46,8 @@ impl Hub {
 
     /// The embedded default: every channel in this process (`defer`: a test seam, see
     /// [`memory`]).
-    pub fn in_memory(limits: HistoryLimits, workers: Workers, defer: bool) -> Hub {
-        let engine = memory::MemoryEngine::new(limits, workers.clone(), defer);
+    pub fn in_memory(limits: HistoryLimits, workers: Workers, defer: bool, node: &str) -> Hub {
+        let engine = memory::MemoryEngine::new(limits, workers.clone(), defer, node);
         Hub::new(Box::new(engine), workers)
     }
 

@@ -46,6 +46,27 @@ impl Msg {
         }
     }
 
+    /// A direct message to a user's connections: the `direct` envelope and the bare
+    /// payload, as a message has them (id 0: direct messages are not part of a stream).
+    pub fn direct(data: &Data<'_>) -> Msg {
+        let (raw, text) = data.raw();
+        let mut raw_frame = Vec::with_capacity(raw.len() + frame::MAX_HEADER_LEN);
+        let opcode = if text { OpCode::Text } else { OpCode::Binary };
+        frame::write_server_frame(&mut raw_frame, opcode, &raw);
+        let json = protocol::direct_json(data);
+        let mut env = Vec::with_capacity(json.len() + frame::MAX_HEADER_LEN);
+        frame::write_server_frame(&mut env, OpCode::Text, json.as_bytes());
+        let json_at = env.len() - json.len();
+        Msg {
+            seq: 0,
+            at: Instant::now(),
+            frame: env.into(),
+            json_at,
+            raw_frame: raw_frame.into(),
+            sse: Default::default(),
+        }
+    }
+
     /// The `message` object as JSON text (for history replies).
     pub fn json(&self) -> &str {
         self.frame

@@ -148,11 +148,13 @@ pub struct LocalChannel {
     pub subs: Subscribers,
 }
 
-/// Channel → this worker's subscribers.
+/// Channel → this worker's subscribers, and user → this worker's connections that named the
+/// user (what a direct message or a disconnect goes to).
 #[derive(Debug, Default)]
 pub struct LocalIndex {
     channels: Slab<LocalChannel>,
     by_id: HashMap<u64, u32>,
+    users: HashMap<Arc<str>, Vec<(u32, u32)>>,
 }
 
 impl LocalIndex {
@@ -241,6 +243,30 @@ impl LocalIndex {
                 s.position = id;
             }
         }
+    }
+
+    /// Notes connection `key` (generation `gen`) as one of `user`'s.
+    pub fn add_user(&mut self, user: &str, key: u32, gen: u32) {
+        match self.users.get_mut(user) {
+            Some(conns) => conns.push((key, gen)),
+            None => {
+                self.users.insert(user.into(), vec![(key, gen)]);
+            }
+        }
+    }
+
+    pub fn remove_user(&mut self, user: &str, key: u32, gen: u32) {
+        if let Some(conns) = self.users.get_mut(user) {
+            conns.retain(|&c| c != (key, gen));
+            if conns.is_empty() {
+                self.users.remove(user);
+            }
+        }
+    }
+
+    /// This worker's connections of `user`: (key, generation).
+    pub fn user_conns(&self, user: &str) -> &[(u32, u32)] {
+        self.users.get(user).map_or(&[], Vec::as_slice)
     }
 
     /// Channels with at least one local subscriber.

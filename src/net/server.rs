@@ -96,11 +96,13 @@ impl Server {
                 size: cfg.history_size,
                 ttl: cfg.history_ttl,
             };
-            Hub::in_memory(limits, links, cfg.defer_answers)
+            Hub::in_memory(limits, links, cfg.defer_answers, &cfg.node_id)
         } else {
             let settings = Settings {
                 history_size: cfg.history_size,
                 history_ttl_s: cfg.history_ttl.as_secs(),
+                node: cfg.node_id.as_str().into(),
+                presence_ttl: cfg.presence_ttl,
             };
             let engine = RedisEngine::start(&cfg.redis, links.clone(), settings)?;
             let shards: Vec<String> = cfg.redis.iter().map(ToString::to_string).collect();

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod conn;
 pub mod cx;
+pub mod direct;
 pub mod dispatch;
 pub mod metrics;
 pub mod out;

@@ -50,6 +50,9 @@ pub enum HttpOp {
     History { channel: Box<str> },
     Presence { channel: Box<str> },
     Users { users: Vec<Box<str>> },
+    UserSend { user: Box<str> },
+    UserDisconnect { user: Box<str> },
+    UserInfo { user: Box<str> },
 }
 
 /// The connection a request came from.

@@ -31,6 +31,7 @@ pub fn start(
     cx: &mut Cx<'_>,
 ) -> Result<(), HandshakeError> {
     let channels = cursor::channels_of(req.query, cx.cfg.max_subscriptions)?;
+    let user = cursor::user_of(req.query)?;
     let since = query::first(req.query, "since");
     let resume = Resume::parse(since.as_deref().unwrap_or("")).ok_or(HandshakeError::Malformed(
         "since must be an id or a cursor (channel:id,...)",
@@ -65,6 +66,8 @@ pub fn start(
         reply_with_replay(&mut s, &mut st.outq, cx);
         return Ok(());
     }
+    // Held: until answered, the connection is one of the user's (direct messages reach it).
+    session::identify(cx, &mut s, user);
     st.session = Some(Box::new(s));
     st.transport = Some(Route::Poll);
     st.set_phase(Phase::Open, cx.now);
@@ -94,7 +97,7 @@ fn ready(s: &mut Session) -> bool {
 fn reply_with_replay(s: &mut Session, outq: &mut Option<Box<OutQueue>>, cx: &mut Cx<'_>) {
     let replay = std::mem::take(&mut s.http().replay);
     write_reply(&mut Out::new(cx.wbuf, outq), &replay, s, cx.index);
-    session::unsubscribe_all(cx, s);
+    session::end(cx, s);
 }
 
 /// Writes the reply: `{"messages":[...],"cursor":"a:7@E,b:3@E","recovered":true}` —
@@ -160,7 +163,19 @@ pub fn deliver(st: &mut ConnState, group: &[Owed], items: &[Item], cx: &mut Cx<'
         }
     }
     write_reply(&mut Out::new(cx.wbuf, &mut st.outq), &msgs, s, cx.index);
-    session::unsubscribe_all(cx, s);
+    session::end(cx, s);
+}
+
+/// Answers a held poll with a direct message to its user. The poll is over: the caller
+/// releases the connection.
+pub fn deliver_direct(st: &mut ConnState, msg: &Arc<Msg>, cx: &mut Cx<'_>) {
+    let Some(s) = st.session.as_deref_mut() else {
+        return;
+    };
+    let mut msgs = std::mem::take(&mut s.http().replay);
+    msgs.push(msg.clone());
+    write_reply(&mut Out::new(cx.wbuf, &mut st.outq), &msgs, s, cx.index);
+    session::end(cx, s);
 }
 
 /// Answers a held poll when nothing new came (its timeout, or shutdown when `closing`). The
@@ -176,7 +191,7 @@ pub fn expire(st: &mut ConnState, closing: bool, cx: &mut Cx<'_>) {
     // already in the cursor, so it goes out.
     let replay = std::mem::take(&mut s.http().replay);
     write_reply(&mut Out::new(cx.wbuf, &mut st.outq), &replay, s, cx.index);
-    session::unsubscribe_all(cx, s);
+    session::end(cx, s);
 }
 
 /// The later answer to one of the poll's subscriptions; returns whether the poll was

@@ -26,6 +26,12 @@ pub enum Route {
     Presence,
     /// `GET /presence?user=..`: which of these users are online.
     PresenceBatch,
+    /// `GET /users/{user}`: where the user's connections are.
+    UserInfo,
+    /// `POST /users/{user}/send`: a direct message to the user's connections.
+    UserSend,
+    /// `POST /users/{user}/disconnect`: close the user's connections.
+    UserDisconnect,
 }
 
 impl Route {
@@ -39,7 +45,14 @@ impl Route {
     pub fn is_held(self) -> bool {
         matches!(
             self,
-            Route::Poll | Route::Publish | Route::History | Route::Presence | Route::PresenceBatch
+            Route::Poll
+                | Route::Publish
+                | Route::History
+                | Route::Presence
+                | Route::PresenceBatch
+                | Route::UserInfo
+                | Route::UserSend
+                | Route::UserDisconnect
         )
     }
 }
@@ -56,6 +69,15 @@ pub fn route<'p>(method: &str, path: &'p str) -> Result<(Route, &'p str), Handsh
         "/healthz" => (Route::Healthz, "", &["GET", "HEAD"]),
         "/metrics" => (Route::Metrics, "", &["GET", "HEAD"]),
         "/presence" => (Route::PresenceBatch, "", &["GET", "HEAD"]),
+        _ if path.starts_with("/users/") => {
+            let rest = path.strip_prefix("/users/").unwrap_or_default();
+            match rest.split_once('/') {
+                None if !rest.is_empty() => (Route::UserInfo, rest, &["GET", "HEAD"]),
+                Some((u, "send")) if !u.is_empty() => (Route::UserSend, u, &["POST"]),
+                Some((u, "disconnect")) if !u.is_empty() => (Route::UserDisconnect, u, &["POST"]),
+                _ => return Err(HandshakeError::NotFound),
+            }
+        }
         _ => match path.strip_prefix('/').and_then(|p| p.split_once('/')) {
             Some(("publish", ch)) if !ch.is_empty() => (Route::Publish, ch, &["POST"]),
             Some(("history", ch)) if !ch.is_empty() => (Route::History, ch, &["GET", "HEAD"]),
@@ -102,5 +124,20 @@ mod tests {
         assert_eq!(route("GET", "/poll"), Ok((Route::Poll, "")));
         assert_eq!(route("OPTIONS", "/publish/a"), Ok((Route::Publish, "a")));
         assert_eq!(route("GET", "/nope"), Err(HandshakeError::NotFound));
+        assert_eq!(route("GET", "/users/al"), Ok((Route::UserInfo, "al")));
+        assert_eq!(route("POST", "/users/al/send"), Ok((Route::UserSend, "al")));
+        assert_eq!(
+            route("POST", "/users/al/disconnect"),
+            Ok((Route::UserDisconnect, "al"))
+        );
+        assert_eq!(
+            route("GET", "/users/al/send"),
+            Err(HandshakeError::MethodNotAllowed)
+        );
+        assert_eq!(route("GET", "/users/"), Err(HandshakeError::NotFound));
+        assert_eq!(
+            route("POST", "/users/al/other"),
+            Err(HandshakeError::NotFound)
+        );
     }
 }

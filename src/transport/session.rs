@@ -273,9 +273,20 @@ pub fn unsubscribe(cx: &mut Cx<'_>, s: &mut Session, channel: &str) -> Result<()
 /// once.
 pub fn end(cx: &mut Cx<'_>, s: &mut Session) {
     unsubscribe_all(cx, s);
-    if let Some(user) = s.user() {
-        cx.hub.engine.user_disconnected(user);
+    // Taken out, so a session ended early (a disconnect) is not ended twice.
+    if let Some(user) = s.more.as_mut().and_then(|m| m.user.take()) {
+        cx.index.remove_user(&user, cx.who.key, cx.who.gen);
+        cx.hub.engine.user_disconnected(&user);
     }
+}
+
+/// The connection speaks for `user` (presence, the registry, direct messages).
+pub fn identify(cx: &mut Cx<'_>, s: &mut Session, user: Option<Box<str>>) {
+    if let Some(u) = user.as_deref() {
+        cx.index.add_user(u, cx.who.key, cx.who.gen);
+        cx.hub.engine.user_connected(u);
+    }
+    s.set_user(user);
 }
 
 /// Drops every subscription of a session (presence ends at once).

@@ -72,6 +72,15 @@ pub fn deliver(
     }
 }
 
+/// A direct message to the stream's user: a named `direct` event (EventSource hands it to
+/// `addEventListener("direct", …)`), with the same data lines as a message; the cursor does
+/// not move.
+pub fn direct(out: &mut Out<'_>, session: &Session, msg: &Msg) {
+    out.bytes(b"event: direct\n");
+    out.shared(msg.sse_data(session.raw));
+    out.bytes(b"\n");
+}
+
 /// Opens a stream: validates the request, writes the head, subscribes to every channel from
 /// where `Last-Event-ID` (or `?last_event_id=`) says, and replays what was missed.
 pub fn start(
@@ -81,6 +90,7 @@ pub fn start(
     cx: &mut Cx<'_>,
 ) -> Result<(), HandshakeError> {
     let channels = cursor::channels_of(req.query, cx.cfg.max_subscriptions)?;
+    let user = cursor::user_of(req.query)?;
     let raw = match query::first(req.query, "format").as_deref() {
         None | Some("json") => false,
         Some("raw") => true,
@@ -93,6 +103,7 @@ pub fn start(
     write_head(cx.wbuf, cors);
     let mut s = Session::default();
     s.raw = raw;
+    session::identify(cx, &mut s, user);
     // Subscribe to every channel before replaying any, so each replayed event's id is a
     // cursor over all of them; a channel's position starts just before its replay, so
     // whichever event the client saw last, resuming from its id misses nothing.

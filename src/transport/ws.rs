@@ -97,12 +97,9 @@ impl Plan {
 /// Starts a `/ws` session right after the 101: joins the user's presence and subscribes to
 /// the URL's channels (replaying from `since` when given).
 pub fn start(plan: Plan, s: &mut Session, outq: &mut Option<Box<OutQueue>>, cx: &mut Cx<'_>) {
-    s.set_user(plan.user.map(String::into_boxed_str));
     s.raw = plan.raw;
     s.may_publish = plan.may_publish;
-    if let Some(user) = s.user() {
-        cx.hub.engine.user_connected(user);
-    }
+    session::identify(cx, s, plan.user.map(String::into_boxed_str));
     let since = plan.since.map(|id| Since {
         id,
         epoch: plan.epoch.clone(),

@@ -25,9 +25,9 @@ use std::time::Instant;
 use crate::codec::protocol::Data;
 use crate::hub::engine::{
     Answer, Answered, Engine, EngineError, Epoch, Health, History, Published, ReplyTo, Since,
-    SubscribeReq, Subscription,
+    SubscribeReq, Subscription, UserInfo,
 };
-use crate::hub::link::{self, Delivery, Wakes, Workers};
+use crate::hub::link::{self, Cmd, Delivery, Wakes, Workers};
 use crate::hub::msg::Msg;
 use channel::{Channel, HistoryLimits, Retired};
 use presence::Users;
@@ -50,10 +50,12 @@ pub struct MemoryEngine {
     sweep_cursor: AtomicUsize,
     /// Answer through the mailbox (see the module doc).
     defer: bool,
+    /// This node's name (the only node of its channel space).
+    node: Box<str>,
 }
 
 impl MemoryEngine {
-    pub fn new(limits: HistoryLimits, workers: Workers, defer: bool) -> Self {
+    pub fn new(limits: HistoryLimits, workers: Workers, defer: bool, node: &str) -> Self {
         MemoryEngine {
             limits,
             epoch: Epoch::random(),
@@ -63,6 +65,7 @@ impl MemoryEngine {
             next_channel_id: AtomicU64::new(1),
             sweep_cursor: AtomicUsize::new(0),
             defer,
+            node: node.into(),
         }
     }
 
@@ -219,6 +222,39 @@ impl Engine for MemoryEngine {
         self.users.disconnected(user);
     }
 
+    fn send_to_user(&self, user: &str, data: &Data<'_>, reply: ReplyTo) -> Answer<usize> {
+        let online = self.users.online(user);
+        if online {
+            let (user, msg): (Arc<str>, _) = (user.into(), Arc::new(Msg::direct(data)));
+            link::broadcast(&self.workers, || Cmd::Direct {
+                user: user.clone(),
+                msg: msg.clone(),
+            });
+        }
+        self.answer(reply, Ok(usize::from(online)), Answered::Sent)
+    }
+
+    fn disconnect_user(&self, user: &str, reply: ReplyTo) -> Answer<usize> {
+        let online = self.users.online(user);
+        if online {
+            let user: Arc<str> = user.into();
+            link::broadcast(&self.workers, || Cmd::Disconnect { user: user.clone() });
+        }
+        self.answer(reply, Ok(usize::from(online)), Answered::Sent)
+    }
+
+    fn user_info(&self, user: &str, reply: ReplyTo) -> Answer<UserInfo> {
+        let n = self.users.count(user);
+        let info = UserInfo {
+            nodes: if n > 0 {
+                vec![(self.node.clone(), u64::from(n))]
+            } else {
+                Vec::new()
+            },
+        };
+        self.answer(reply, Ok(info), Answered::User)
+    }
+
     /// Expires history and forgets idle channels in one shard per call (a full pass every
     /// `SHARDS` calls), so no call scans everything.
     fn maintain(&self) {
@@ -263,7 +299,7 @@ impl Engine for MemoryEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::link::{Cmd, WorkerLink};
+    use crate::hub::link::WorkerLink;
     use crossbeam_channel::Receiver;
     use mio::{Poll, Token, Waker};
     use std::time::Duration;
@@ -291,7 +327,11 @@ mod tests {
             size,
             ttl: Duration::from_secs(300),
         };
-        (MemoryEngine::new(limits, links.into(), false), rxs, polls)
+        (
+            MemoryEngine::new(limits, links.into(), false, "n1"),
+            rxs,
+            polls,
+        )
     }
 
     fn now<T>(a: Answer<T>) -> T {

@@ -88,7 +88,12 @@ impl Users {
     }
 
     pub fn online(&self, user: &str) -> bool {
-        lock(self.shard(user)).contains_key(user)
+        self.count(user) > 0
+    }
+
+    /// Connections open that named `user`.
+    pub fn count(&self, user: &str) -> u32 {
+        lock(self.shard(user)).get(user).copied().unwrap_or(0)
     }
 }
 

@@ -20,6 +20,8 @@ use crate::hub::redis::wire::Kept;
 pub struct Asked {
     pub worker: usize,
     pub since: Option<Since>,
+    /// Joins the channel's presence as this user once subscribed.
+    pub user: Option<Box<str>>,
     pub reply: ReplyTo,
 }
 

@@ -6,13 +6,17 @@
 //! (`thread.rs`), through the asking worker's mailbox.
 
 pub mod chan;
+pub mod cmds;
 pub mod conn;
 pub mod node;
+pub mod presence;
 pub mod request;
+pub mod requests;
 pub mod resp;
 pub mod scripts;
 pub mod shard;
 pub mod thread;
+pub mod users;
 pub mod wire;
 
 use std::sync::{Arc, Mutex};
@@ -23,8 +27,8 @@ use mio::{Poll, Waker};
 use crate::codec::protocol::Data;
 use crate::config::RedisUrl;
 use crate::hub::engine::{
-    Answer, Engine, EngineError, Health, History, Published, ReplyTo, Since, SubscribeReq,
-    Subscription,
+    Answer, Engine, Health, History, Published, ReplyTo, Since, SubscribeReq, Subscription,
+    UserInfo,
 };
 use crate::hub::link::Workers;
 use request::{HealthState, Request, Settings};
@@ -84,15 +88,17 @@ impl Engine for RedisEngine {
             channel: req.channel.into(),
             worker: req.worker,
             since: req.since.cloned(),
+            user: req.user.map(Into::into),
             reply,
         });
         Answer::Later
     }
 
-    fn unsubscribe(&self, channel: &str, worker: usize, _user: Option<&str>) {
+    fn unsubscribe(&self, channel: &str, worker: usize, user: Option<&str>) {
         self.ask(Request::Unsubscribe {
             channel: channel.into(),
             worker,
+            user: user.map(Into::into),
         });
     }
 
@@ -112,21 +118,56 @@ impl Engine for RedisEngine {
         Answer::Later
     }
 
-    fn presence(&self, _channel: &str, _reply: ReplyTo) -> Answer<Vec<Box<str>>> {
-        Answer::Now(Err(EngineError::Unavailable(
-            "presence is not kept in cluster mode yet".into(),
-        )))
+    fn presence(&self, channel: &str, reply: ReplyTo) -> Answer<Vec<Box<str>>> {
+        self.ask(Request::Presence {
+            channel: channel.into(),
+            reply,
+        });
+        Answer::Later
     }
 
-    fn users_online(&self, _users: &[&str], _reply: ReplyTo) -> Answer<Vec<bool>> {
-        Answer::Now(Err(EngineError::Unavailable(
-            "presence is not kept in cluster mode yet".into(),
-        )))
+    fn users_online(&self, users: &[&str], reply: ReplyTo) -> Answer<Vec<bool>> {
+        self.ask(Request::Online {
+            users: users.iter().map(|&u| u.into()).collect(),
+            reply,
+        });
+        Answer::Later
     }
 
-    fn user_connected(&self, _user: &str) {}
+    fn user_connected(&self, user: &str) {
+        self.ask(Request::UserConnected(user.into()));
+    }
 
-    fn user_disconnected(&self, _user: &str) {}
+    fn user_disconnected(&self, user: &str) {
+        self.ask(Request::UserDisconnected(user.into()));
+    }
+
+    fn send_to_user(&self, user: &str, data: &Data<'_>, reply: ReplyTo) -> Answer<usize> {
+        let (kind, payload) = Kind::of(data);
+        self.ask(Request::ToUser {
+            user: user.into(),
+            send: Some((kind, payload.to_vec())),
+            reply,
+        });
+        Answer::Later
+    }
+
+    fn disconnect_user(&self, user: &str, reply: ReplyTo) -> Answer<usize> {
+        self.ask(Request::ToUser {
+            user: user.into(),
+            send: None,
+            reply,
+        });
+        Answer::Later
+    }
+
+    fn user_info(&self, user: &str, reply: ReplyTo) -> Answer<UserInfo> {
+        self.ask(Request::UserInfo {
+            user: user.into(),
+            reply,
+        });
+        Answer::Later
+    }
 
     /// History expires in Redis by itself.
     fn maintain(&self) {}

@@ -16,9 +16,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use crate::codec::frame::{self, OpCode};
 use crate::codec::position::{Epoch, Since};
+use crate::codec::protocol;
 use crate::hub::engine::{Answered, EngineError, ReplyTo};
-use crate::hub::link::{self, Wakes, Workers};
+use crate::hub::link::{self, Delivery, Wakes, Workers};
 use crate::hub::redis::chan::{
     accept, answer, deliver, fill, hold, push_bounded, reset, Asked, Chan, Link,
 };
@@ -41,6 +43,9 @@ pub trait Store {
         limit: usize,
         tag: u64,
     ) -> Result<(), String>;
+    /// `user` joined / left the channel here (presence).
+    fn join(&mut self, channel: &str, user: &str);
+    fn leave(&mut self, channel: &str, user: &str);
 }
 
 /// What a read in flight is for.
@@ -90,6 +95,7 @@ impl Node {
         channel: &str,
         worker: usize,
         since: Option<Since>,
+        user: Option<Box<str>>,
         reply: ReplyTo,
     ) {
         let workers = self.workers.len();
@@ -113,6 +119,7 @@ impl Node {
         let asked = Asked {
             worker,
             since,
+            user,
             reply,
         };
         match ch.link {
@@ -178,13 +185,22 @@ impl Node {
     }
 
     /// A subscriber left (or its subscription was refused at the worker).
-    pub fn unsubscribe(&mut self, store: &mut dyn Store, channel: &str, worker: usize) {
+    pub fn unsubscribe(
+        &mut self,
+        store: &mut dyn Store,
+        channel: &str,
+        worker: usize,
+        user: Option<&str>,
+    ) {
         let Some(ch) = self.chans.get_mut(channel) else {
             return;
         };
         if let Some(n) = ch.counts.get_mut(worker).filter(|n| **n > 0) {
             *n -= 1;
             ch.wanted = ch.wanted.saturating_sub(1);
+            if let Some(u) = user {
+                store.leave(channel, u);
+            }
         }
         self.forget_if_unwanted(store, channel);
     }
@@ -280,6 +296,26 @@ impl Node {
         wakes.wake(&self.workers);
     }
 
+    /// A join or leave of `user` in the channel, from Redis: to the local subscribers that
+    /// asked for presence events.
+    pub fn on_presence(&mut self, channel: &str, join: bool, user: &str) {
+        let Some(ch) = self.chans.get(channel) else {
+            return;
+        };
+        let json = protocol::presence_event_json(channel, user, join);
+        let mut f = Vec::with_capacity(json.len() + 4);
+        frame::write_server_frame(&mut f, OpCode::Text, json.as_bytes());
+        let mut wakes = Wakes::default();
+        link::deliver(
+            &self.workers,
+            &ch.counts,
+            ch.id,
+            &Delivery::Presence(f.into()),
+            &mut wakes,
+        );
+        wakes.wake(&self.workers);
+    }
+
     /// Where a channel's stream stands in Redis (a periodic check or a reconnect): a newer
     /// top than delivered means messages were lost on the way, unseen until now.
     pub fn on_top(&mut self, store: &mut dyn Store, channel: &str, epoch: Epoch, top: u64) {
@@ -307,7 +343,12 @@ impl Node {
         let mut again = false;
         match read {
             Read::Subscribe { asked, .. } => match result {
-                Ok(kept) => answer(&self.workers, ch, &channel, asked, kept, &mut wakes),
+                Ok(kept) => {
+                    if let Some(u) = asked.user.as_deref() {
+                        store.join(&channel, u);
+                    }
+                    answer(&self.workers, ch, &channel, asked, kept, &mut wakes)
+                }
                 Err(e) => {
                     ch.wanted = ch.wanted.saturating_sub(1);
                     link::answer(&self.workers, asked.reply, Answered::Subscribed(Err(e)));

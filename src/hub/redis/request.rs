@@ -19,16 +19,38 @@ pub enum Request {
         channel: Box<str>,
         worker: usize,
         since: Option<Since>,
+        user: Option<Box<str>>,
         reply: ReplyTo,
     },
     Unsubscribe {
         channel: Box<str>,
         worker: usize,
+        user: Option<Box<str>>,
     },
     History {
         channel: Box<str>,
         since: Option<Since>,
         limit: usize,
+        reply: ReplyTo,
+    },
+    Presence {
+        channel: Box<str>,
+        reply: ReplyTo,
+    },
+    Online {
+        users: Vec<Box<str>>,
+        reply: ReplyTo,
+    },
+    UserConnected(Box<str>),
+    UserDisconnected(Box<str>),
+    /// A direct message (`Some`: kind and payload) or a disconnect (`None`) for a user.
+    ToUser {
+        user: Box<str>,
+        send: Option<(Kind, Vec<u8>)>,
+        reply: ReplyTo,
+    },
+    UserInfo {
+        user: Box<str>,
         reply: ReplyTo,
     },
     Stop,
@@ -39,6 +61,10 @@ pub enum Request {
 pub struct Settings {
     pub history_size: usize,
     pub history_ttl_s: u64,
+    /// This node's name (its registry entries and inbox).
+    pub node: Box<str>,
+    /// How long a presence or registry entry lives without a refresh.
+    pub presence_ttl: std::time::Duration,
 }
 
 /// Why the engine cannot serve, for health: `None` while every connection is up.

@@ -82,6 +82,58 @@ end
 return out
 "#;
 
+/// Every script the engine runs, for SCRIPT LOAD at connect.
+pub fn all() -> Vec<&'static str> {
+    let mut all = vec![PUBLISH, READ];
+    all.extend(crate::hub::redis::presence::ALL);
+    all
+}
+
+/// The SHA1 of each script, as EVALSHA names it.
+#[derive(Debug, Clone)]
+pub struct Shas {
+    pub publish: String,
+    pub read: String,
+    pub join: String,
+    pub leave: String,
+    pub refresh: String,
+    pub register: String,
+    pub online: String,
+    pub nodes: String,
+    pub send: String,
+}
+
+impl Shas {
+    pub fn new() -> Shas {
+        use crate::hub::redis::presence as p;
+        Shas {
+            publish: sha1_hex(PUBLISH),
+            read: sha1_hex(READ),
+            join: sha1_hex(p::JOIN),
+            leave: sha1_hex(p::LEAVE),
+            refresh: sha1_hex(p::REFRESH),
+            register: sha1_hex(p::REGISTER),
+            online: sha1_hex(p::ONLINE),
+            nodes: sha1_hex(p::NODES),
+            send: sha1_hex(p::SEND),
+        }
+    }
+}
+
+impl Default for Shas {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn sha1_hex(script: &str) -> String {
+    use sha1::{Digest, Sha1};
+    Sha1::digest(script.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The arguments of a publish (after `EVALSHA sha 3`).
 pub fn publish_args(
     channel: &str,

@@ -1,20 +1,19 @@
 //! One Redis shard as the Redis thread drives it: its command connection (with the FIFO of
-//! what each command sent waits for) and its subscription connection, the stable hash that
-//! places a channel on a shard, and the node's commands to Redis ([`Store`]) sent on them.
+//! what each command sent waits for) and its subscription connection, and the stable hash
+//! that places a channel (or a user) on a shard.
 
 use std::collections::VecDeque;
 
-use crate::codec::position::{Epoch, Since};
+use crate::codec::position::Since;
 use crate::hub::engine::ReplyTo;
 use crate::hub::redis::conn::Conn;
-use crate::hub::redis::node::Store;
-use crate::hub::redis::request::Settings;
-use crate::hub::redis::scripts;
 
 /// What a command sent on a shard's command connection waits for.
 #[derive(Debug)]
 pub enum Expect {
     Setup,
+    /// An update whose reply only matters if it is an error (logged).
+    Quiet,
     Publish(ReplyTo),
     Read(u64),
     History {
@@ -23,6 +22,13 @@ pub enum Expect {
         channel: Box<str>,
     },
     Top(Box<str>),
+    Presence(ReplyTo),
+    Online {
+        batch: u64,
+        slots: Vec<usize>,
+    },
+    Sent(ReplyTo),
+    Info(ReplyTo),
 }
 
 pub struct Shard {
@@ -43,64 +49,6 @@ pub fn shard_of(channel: &str, shards: usize) -> usize {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     (h % shards.max(1) as u64) as usize
-}
-
-/// The node's commands to Redis, on the shards' connections (see [`Store`]).
-pub struct Cmds<'a> {
-    pub shards: &'a mut [Shard],
-    pub read_sha: &'a str,
-    pub settings: &'a Settings,
-}
-
-impl Store for Cmds<'_> {
-    fn subscribe(&mut self, channel: &str) -> Result<(), String> {
-        let n = self.shards.len();
-        let shard = self
-            .shards
-            .get_mut(shard_of(channel, n))
-            .ok_or("no shard")?;
-        if !shard.sub.is_ready() {
-            return Err(shard
-                .sub
-                .reason
-                .as_deref()
-                .unwrap_or("redis down")
-                .to_string());
-        }
-        shard.to_subscribe.push(channel.into());
-        Ok(())
-    }
-
-    fn unsubscribe(&mut self, channel: &str) {
-        let n = self.shards.len();
-        if let Some(shard) = self.shards.get_mut(shard_of(channel, n)) {
-            shard.to_unsubscribe.push(channel.into());
-        }
-    }
-
-    fn read(
-        &mut self,
-        channel: &str,
-        since: u64,
-        epoch: Option<&Epoch>,
-        limit: usize,
-        tag: u64,
-    ) -> Result<(), String> {
-        let n = self.shards.len();
-        let shard = self
-            .shards
-            .get_mut(shard_of(channel, n))
-            .ok_or("no shard")?;
-        let args = scripts::read_args(
-            channel,
-            since,
-            epoch,
-            limit,
-            self.settings.history_ttl_s,
-            &Epoch::random(),
-        );
-        send_script(shard, self.read_sha, 2, &args, Expect::Read(tag))
-    }
 }
 
 /// Sends `EVALSHA sha numkeys args...`, expecting `expect`.

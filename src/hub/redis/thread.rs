@@ -8,19 +8,22 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, TryRecvError};
+use crossbeam_channel::Receiver;
 use mio::{Events, Poll, Token};
 
 use crate::codec::position::{Epoch, Since};
 use crate::config::RedisUrl;
 use crate::hub::engine::{Answered, EngineError, History};
 use crate::hub::link::{self, Workers};
+use crate::hub::redis::cmds::Cmds;
 use crate::hub::redis::conn::{Conn, Event};
 use crate::hub::redis::node::Node;
+use crate::hub::redis::presence;
 use crate::hub::redis::request::{HealthState, Request, Settings};
 use crate::hub::redis::resp::Value;
-use crate::hub::redis::scripts::{self, PUBLISH, READ};
-use crate::hub::redis::shard::{send_script, shard_of, Cmds, Expect, Shard};
+use crate::hub::redis::scripts::{self, Shas};
+use crate::hub::redis::shard::{shard_of, Expect, Shard};
+use crate::hub::redis::users::{self, Users};
 use crate::hub::redis::wire::{self, Kept};
 use crate::{info, warn};
 
@@ -32,25 +35,20 @@ const SUBSCRIBE_BATCH: usize = 128;
 /// The waker's token; connection tokens are 2 × shard (+1 for its subscription connection).
 pub const WAKER: Token = Token(usize::MAX);
 
-fn sha1_hex(script: &str) -> String {
-    use sha1::{Digest, Sha1};
-    Sha1::digest(script.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 pub struct Thread {
-    poll: Poll,
-    rx: Receiver<Request>,
-    shards: Vec<Shard>,
-    node: Node,
-    workers: Workers,
-    settings: Settings,
-    health: HealthState,
-    publish_sha: String,
-    read_sha: String,
-    next_check: Instant,
+    pub(super) poll: Poll,
+    pub(super) rx: Receiver<Request>,
+    pub(super) shards: Vec<Shard>,
+    pub(super) node: Node,
+    pub(super) workers: Workers,
+    pub(super) settings: Settings,
+    pub(super) health: HealthState,
+    /// This node's inbox channel (direct messages, disconnects).
+    pub(super) inbox: String,
+    pub(super) shas: Shas,
+    pub(super) users: Users,
+    pub(super) next_check: Instant,
+    pub(super) next_refresh: Instant,
 }
 
 impl Thread {
@@ -78,11 +76,13 @@ impl Thread {
             shards,
             node: Node::new(workers.clone(), settings.history_size),
             workers,
+            inbox: presence::inbox(&settings.node),
+            users: Users::new(&settings.node, settings.presence_ttl),
             settings,
             health,
-            publish_sha: sha1_hex(PUBLISH),
-            read_sha: sha1_hex(READ),
+            shas: Shas::new(),
             next_check: Instant::now() + TOP_CHECK_INTERVAL,
+            next_refresh: Instant::now(),
         })
     }
 
@@ -114,13 +114,18 @@ impl Thread {
                 self.next_check = now + TOP_CHECK_INTERVAL;
                 self.check_tops();
             }
+            if now >= self.next_refresh {
+                self.next_refresh = now + self.users.refresh_every();
+                self.users.refresh(&mut self.shards, &self.shas);
+            }
+            self.users.write_dirty(&mut self.shards, &self.shas);
             self.flush(Instant::now());
             self.update_health();
         }
     }
 
     fn timeout(&self, now: Instant) -> Duration {
-        let mut due = self.next_check;
+        let mut due = self.next_check.min(self.next_refresh);
         for s in &self.shards {
             for d in [s.cmd.deadline(), s.sub.deadline()].into_iter().flatten() {
                 due = due.min(d);
@@ -168,12 +173,13 @@ impl Thread {
         }
     }
 
-    fn cmds(&mut self) -> (Cmds<'_>, &mut Node) {
+    pub(super) fn cmds(&mut self) -> (Cmds<'_>, &mut Node) {
         (
             Cmds {
                 shards: &mut self.shards,
-                read_sha: &self.read_sha,
+                shas: &self.shas,
                 settings: &self.settings,
+                users: &mut self.users,
             },
             &mut self.node,
         )
@@ -184,6 +190,10 @@ impl Thread {
             (false, Event::Up) => self.on_cmd_up(i),
             (true, Event::Up) => {
                 info!("redis shard {i}: subscription connection up");
+                // This node's inbox, on every shard (a user's registry entry may be on any).
+                if let Some(s) = self.shards.get_mut(i) {
+                    let _ = s.sub.send(&[b"SSUBSCRIBE", self.inbox.as_bytes()]);
+                }
                 let n = self.shards.len();
                 let (mut cmds, node) = self.cmds();
                 node.resubscribe(&mut cmds, |c| shard_of(c, n) == i);
@@ -217,7 +227,7 @@ impl Thread {
             return;
         };
         // Redis forgets scripts when it restarts: load them before anything uses them.
-        for script in [PUBLISH, READ] {
+        for script in scripts::all() {
             if shard
                 .cmd
                 .send(&[b"SCRIPT", b"LOAD", script.as_bytes()])
@@ -247,7 +257,13 @@ impl Thread {
     fn fail(&mut self, e: Expect, why: &str) {
         let err = EngineError::Unavailable(why.into());
         match e {
-            Expect::Setup | Expect::Top(_) => {}
+            Expect::Setup | Expect::Top(_) | Expect::Quiet => {}
+            Expect::Presence(reply) => {
+                link::answer(&self.workers, reply, Answered::Presence(Err(err)))
+            }
+            Expect::Online { batch, .. } => self.users.fail_online(&self.workers, batch, why),
+            Expect::Sent(reply) => link::answer(&self.workers, reply, Answered::Sent(Err(err))),
+            Expect::Info(reply) => link::answer(&self.workers, reply, Answered::User(Err(err))),
             Expect::Publish(reply) => {
                 link::answer(&self.workers, reply, Answered::Published(Err(err)))
             }
@@ -270,6 +286,24 @@ impl Thread {
                 if let Value::Error(err) = v {
                     warn!("redis shard {i}: loading a script failed: {err}");
                 }
+            }
+            Expect::Quiet => {
+                if let Value::Error(err) = v {
+                    warn!("redis shard {i}: a presence update failed: {err}");
+                }
+            }
+            Expect::Presence(reply) => {
+                let answer = users::presence_reply(v);
+                link::answer(&self.workers, reply, Answered::Presence(answer));
+            }
+            Expect::Online { batch, slots } => {
+                self.users.on_online(&self.workers, batch, &slots, v)
+            }
+            Expect::Sent(reply) => {
+                link::answer(&self.workers, reply, Answered::Sent(users::sent_reply(v)))
+            }
+            Expect::Info(reply) => {
+                link::answer(&self.workers, reply, Answered::User(users::info_reply(v)))
             }
             Expect::Publish(reply) => link::answer(
                 &self.workers,
@@ -301,12 +335,18 @@ impl Thread {
         }
     }
 
-    /// A push on a subscription connection: a confirmation or a message.
+    /// A push on a subscription connection: a confirmation, a message, a presence event, or
+    /// something for this node's inbox.
     fn on_push(&mut self, v: Value) {
         let Some(parts) = v.as_array() else {
             return;
         };
         let kind = parts.first().and_then(Value::as_bytes).unwrap_or_default();
+        let on = parts.get(1).and_then(Value::as_bytes).unwrap_or_default();
+        if kind == b"smessage" && on == self.inbox.as_bytes() {
+            let payload = parts.get(2).and_then(Value::as_bytes).unwrap_or_default();
+            return users::on_inbox(&self.workers, payload);
+        }
         let Some(channel) = parts
             .get(1)
             .and_then(Value::as_bytes)
@@ -320,97 +360,15 @@ impl Thread {
             b"ssubscribe" => node.on_subscribed(&mut cmds, &channel),
             b"smessage" => {
                 let payload = parts.get(2).and_then(Value::as_bytes).unwrap_or_default();
+                if let Some((join, user)) = presence::decode_presence_event(payload) {
+                    return node.on_presence(&channel, join, user);
+                }
                 match wire::decode_published(payload) {
                     Some((entry, epoch)) => node.on_message(&mut cmds, &channel, entry, epoch),
                     None => warn!("redis: a message on {channel} is not one of ours"),
                 }
             }
             _ => {}
-        }
-    }
-
-    /// Takes the workers' requests; false on `Stop`.
-    fn take_requests(&mut self) -> bool {
-        loop {
-            let req = match self.rx.try_recv() {
-                Ok(r) => r,
-                Err(TryRecvError::Empty) => return true,
-                Err(TryRecvError::Disconnected) => return false,
-            };
-            match req {
-                Request::Stop => return false,
-                Request::Publish {
-                    channel,
-                    kind,
-                    payload,
-                    reply,
-                } => {
-                    let args = scripts::publish_args(
-                        &channel,
-                        kind,
-                        &payload,
-                        &Epoch::random(),
-                        self.settings.history_size,
-                        self.settings.history_ttl_s,
-                    );
-                    let n = self.shards.len();
-                    let sent = match self.shards.get_mut(shard_of(&channel, n)) {
-                        Some(s) => {
-                            send_script(s, &self.publish_sha, 3, &args, Expect::Publish(reply))
-                        }
-                        None => Err("no shard".into()),
-                    };
-                    if let Err(why) = sent {
-                        let err = EngineError::Unavailable(why.into());
-                        link::answer(&self.workers, reply, Answered::Published(Err(err)));
-                    }
-                }
-                Request::Subscribe {
-                    channel,
-                    worker,
-                    since,
-                    reply,
-                } => {
-                    let (mut cmds, node) = self.cmds();
-                    node.subscribe(&mut cmds, &channel, worker, since, reply);
-                }
-                Request::Unsubscribe { channel, worker } => {
-                    let (mut cmds, node) = self.cmds();
-                    node.unsubscribe(&mut cmds, &channel, worker);
-                }
-                Request::History {
-                    channel,
-                    since,
-                    limit,
-                    reply,
-                } => {
-                    let (id, epoch) = since
-                        .as_ref()
-                        .map_or((0, None), |s| (s.id, s.epoch.as_ref()));
-                    let args = scripts::read_args(
-                        &channel,
-                        id,
-                        epoch,
-                        limit,
-                        self.settings.history_ttl_s,
-                        &Epoch::random(),
-                    );
-                    let n = self.shards.len();
-                    let expect = Expect::History {
-                        reply,
-                        since: since.clone(),
-                        channel: channel.clone(),
-                    };
-                    let sent = match self.shards.get_mut(shard_of(&channel, n)) {
-                        Some(s) => send_script(s, &self.read_sha, 2, &args, expect),
-                        None => Err("no shard".into()),
-                    };
-                    if let Err(why) = sent {
-                        let err = EngineError::Unavailable(why.into());
-                        link::answer(&self.workers, reply, Answered::History(Err(err)));
-                    }
-                }
-            }
         }
     }
 

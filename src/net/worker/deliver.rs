@@ -12,11 +12,11 @@ use crate::hub::engine::{Answered, ReplyTo};
 use crate::hub::plan::{Item, Owed};
 use crate::hub::{Cmd, Delivery};
 use crate::net::write::{deliver_ws, Delivered};
-use crate::transport::conn::Phase;
-use crate::transport::cx::Verdict;
-use crate::transport::dispatch;
+use crate::transport::conn::{ConnState, Phase};
+use crate::transport::cx::{Cx, Verdict};
 use crate::transport::out::Out;
 use crate::transport::router::Route;
+use crate::transport::{direct, dispatch};
 use crate::transport::{poll, request, sse};
 
 use super::{cx, Worker};
@@ -43,6 +43,14 @@ impl Worker {
                     // Deliveries queued before the answer go out before it, as queued.
                     self.write_owed();
                     self.on_answer(to, answer);
+                }
+                Ok(Cmd::Direct { user, msg }) => {
+                    self.write_owed();
+                    self.each_of_user(&user, |st, cx| direct::deliver(st, &msg, cx));
+                }
+                Ok(Cmd::Disconnect { user }) => {
+                    self.write_owed();
+                    self.each_of_user(&user, direct::disconnect);
                 }
                 Ok(Cmd::Shutdown) | Err(TryRecvError::Disconnected) => {
                     // Whatever was published before the signal goes out before the 1001.
@@ -87,6 +95,23 @@ impl Worker {
         let mut cx = cx!(self, key, who.gen);
         let verdict = dispatch::on_answer(&mut conn.st, op, answer, &mut cx);
         self.finish_batch_verdict(key, verdict);
+    }
+
+    /// Does `what` to every local connection of `user`.
+    fn each_of_user(
+        &mut self,
+        user: &str,
+        mut what: impl FnMut(&mut ConnState, &mut Cx<'_>) -> Verdict,
+    ) {
+        for (key, gen) in self.index.user_conns(user).to_vec() {
+            let key = key as usize;
+            let Some(conn) = self.conns.get_mut(key).filter(|c| c.gen == gen) else {
+                continue;
+            };
+            let mut cx = cx!(self, key, gen);
+            let verdict = what(&mut conn.st, &mut cx);
+            self.finish_batch_verdict(key, verdict);
+        }
     }
 
     /// Writes what `gather` noted, connection by connection.
