@@ -327,6 +327,10 @@ fn redis_down_is_visible_then_subscriptions_come_back() {
         String::from_utf8_lossy(&health.body).contains("redis"),
         "{health:?}"
     );
+    assert_eq!(metric(a.addr(), "switchboard_engine_up"), 0.0);
+    assert_eq!(metric(a.addr(), "switchboard_redis_links"), 2.0);
+    assert!(metric(a.addr(), "switchboard_redis_links_up") < 2.0);
+    assert!(metric(a.addr(), "switchboard_redis_disconnects_total") >= 1.0);
     let mut http = HttpConn::connect(a.addr());
     let resp = http.request("POST", "/publish/outage", &[], b"x");
     assert_api_error(&resp, 503, "unavailable");
@@ -364,6 +368,9 @@ fn redis_down_is_visible_then_subscriptions_come_back() {
         (1, json!("back")),
         "resubscribed after the reconnect"
     );
+    assert_eq!(metric(a.addr(), "switchboard_engine_up"), 1.0);
+    assert_eq!(metric(a.addr(), "switchboard_cluster_resets_total"), 1.0);
+    assert_eq!(metric(a.addr(), "switchboard_cluster_channels"), 1.0);
 }
 
 #[test]
@@ -384,6 +391,11 @@ fn messages_missed_while_a_subscription_was_down_are_filled_from_history() {
         publish(&mut http, "gap", json!("during"));
     }
     read_on(&mut c, "gap", &mut last, 30);
+    assert!(metric(a.addr(), "switchboard_cluster_gap_fills_total") >= 1.0);
+    assert_eq!(metric(a.addr(), "switchboard_cluster_resets_total"), 0.0);
+    // The first ten came live, and none more than once (the gap came from history).
+    let live = metric(a.addr(), "switchboard_cluster_messages_received_total");
+    assert!((10.0..=40.0).contains(&live), "{live}");
 }
 
 #[test]

@@ -124,6 +124,26 @@ impl fmt::Display for EngineError {
 /// status line show it).
 pub type Health = Result<(), Box<str>>;
 
+/// What the engine reports for `/metrics`: the links to the store behind it and how the
+/// streams from it went. All zero for the embedded engine, which has no links.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Connections to the store (two per Redis shard), and how many of them are up.
+    pub links: u64,
+    pub links_up: u64,
+    /// Links established (a reconnect counts again) and lost.
+    pub connects: u64,
+    pub disconnects: u64,
+    /// Channels the node is subscribed to in the store.
+    pub channels: u64,
+    /// Messages received from the store's Pub/Sub for local subscribers.
+    pub messages_in: u64,
+    /// Gaps in a channel's ids read back from history, and streams whose subscribers were
+    /// told they lost messages (`recovered:false`).
+    pub gap_fills: u64,
+    pub resets: u64,
+}
+
 /// The channel space as the node sees it.
 pub trait Engine: Send + Sync + fmt::Debug {
     /// Assigns `data` the channel's next id, keeps it in history and delivers it to every
@@ -173,4 +193,6 @@ pub trait Engine: Send + Sync + fmt::Debug {
     fn history_len(&self) -> usize;
 
     fn health(&self) -> Health;
+
+    fn stats(&self) -> EngineStats;
 }

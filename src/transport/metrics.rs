@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::hub::engine::EngineStats;
 use crate::transport::shared::Shared;
 use crate::transport::stats::{WorkerStats, FRAME_ERROR_CODES};
 
@@ -34,6 +35,8 @@ pub fn render(shared: &Shared, out: &mut String) {
         shutting_down: shared.shutting_down.load(Ordering::Relaxed),
         broadcasts: shared.hub.stats.publishes.load(Ordering::Relaxed),
         history: shared.hub.engine.history_len() as u64,
+        engine_up: shared.hub.engine.health().is_ok(),
+        engine: shared.hub.engine.stats(),
         open_fds: open_fds().map(|n| n as u64),
         fd_limit: shared.fd_limit,
     }
@@ -131,6 +134,8 @@ struct View<'a> {
     shutting_down: bool,
     broadcasts: u64,
     history: u64,
+    engine_up: bool,
+    engine: EngineStats,
     open_fds: Option<u64>,
     fd_limit: Option<u64>,
 }
@@ -268,6 +273,15 @@ impl View<'_> {
             "Messages held in channel history for resume and GET /history.",
             self.history,
         );
+        gauge(
+            out,
+            "switchboard_engine_up",
+            "1 while the engine can serve (embedded: always; cluster: every Redis link up).",
+            u64::from(self.engine_up),
+        );
+        if self.engine.links > 0 {
+            self.render_cluster(out);
+        }
         if let Some(n) = self.open_fds {
             gauge(
                 out,
@@ -327,6 +341,64 @@ fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: u64) {
 }
 
 /// HELP text escapes backslash and newline.
+impl View<'_> {
+    /// The cluster engine's families (absent on a node without `--redis`).
+    fn render_cluster(&self, out: &mut String) {
+        let e = &self.engine;
+        let gauges = [
+            (
+                "switchboard_redis_links",
+                "Connections to Redis (two per shard: commands, subscriptions).",
+                e.links,
+            ),
+            (
+                "switchboard_redis_links_up",
+                "Connections to Redis that are up.",
+                e.links_up,
+            ),
+            (
+                "switchboard_cluster_channels",
+                "Channels this node has local subscribers for (subscribed in Redis).",
+                e.channels,
+            ),
+        ];
+        for (name, help, n) in gauges {
+            gauge(out, name, help, n);
+        }
+        let counters = [
+            (
+                "switchboard_redis_connects_total",
+                "Connections to Redis established (reconnects included).",
+                e.connects,
+            ),
+            (
+                "switchboard_redis_disconnects_total",
+                "Connections to Redis lost (each fails what waited on it with `unavailable`).",
+                e.disconnects,
+            ),
+            (
+                "switchboard_cluster_messages_received_total",
+                "Channel messages received from Redis Pub/Sub for local subscribers.",
+                e.messages_in,
+            ),
+            (
+                "switchboard_cluster_gap_fills_total",
+                "Jumps in a channel's ids filled by reading Redis history.",
+                e.gap_fills,
+            ),
+            (
+                "switchboard_cluster_resets_total",
+                "Streams whose subscribers were told messages are lost (recovered:false).",
+                e.resets,
+            ),
+        ];
+        for (name, help, n) in counters {
+            family(out, name, Kind::Counter, help);
+            sample(out, name, &[], n);
+        }
+    }
+}
+
 fn escape_help(s: &str) -> String {
     s.replace('\\', "\\\\").replace('\n', "\\n")
 }
@@ -441,6 +513,8 @@ mod tests {
             shutting_down: false,
             broadcasts: 11,
             history: 12,
+            engine_up: true,
+            engine: EngineStats::default(),
             open_fds: Some(20),
             fd_limit: Some(1024),
         }
@@ -476,6 +550,7 @@ mod tests {
             ("switchboard_open_fds", "gauge"),
             ("switchboard_fd_limit", "gauge"),
             ("switchboard_history_messages", "gauge"),
+            ("switchboard_engine_up", "gauge"),
         ]
         .into_iter()
         .collect();
@@ -506,6 +581,39 @@ mod tests {
             p.get("switchboard_build_info", &[("version", version)]),
             Some(1.0)
         );
+    }
+
+    #[test]
+    fn the_cluster_families_appear_only_with_links() {
+        let workers = [Arc::new(WorkerStats::default())];
+        let mut v = view(&workers, &[0]);
+        v.engine_up = false;
+        v.engine = EngineStats {
+            links: 4,
+            links_up: 3,
+            connects: 5,
+            disconnects: 1,
+            channels: 7,
+            messages_in: 9,
+            gap_fills: 2,
+            resets: 1,
+        };
+        let mut out = String::new();
+        v.render(&mut out);
+        let p = parse(&out);
+        for (name, want) in [
+            ("switchboard_engine_up", 0.0),
+            ("switchboard_redis_links", 4.0),
+            ("switchboard_redis_links_up", 3.0),
+            ("switchboard_redis_connects_total", 5.0),
+            ("switchboard_redis_disconnects_total", 1.0),
+            ("switchboard_cluster_channels", 7.0),
+            ("switchboard_cluster_messages_received_total", 9.0),
+            ("switchboard_cluster_gap_fills_total", 2.0),
+            ("switchboard_cluster_resets_total", 1.0),
+        ] {
+            assert_eq!(p.get(name, &[]), Some(want), "{name}");
+        }
     }
 
     #[test]

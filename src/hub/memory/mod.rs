@@ -24,8 +24,8 @@ use std::time::Instant;
 
 use crate::codec::protocol::Data;
 use crate::hub::engine::{
-    Answer, Answered, Engine, EngineError, Epoch, Health, History, Published, ReplyTo, Since,
-    SubscribeReq, Subscription, UserInfo,
+    Answer, Answered, Engine, EngineError, EngineStats, Epoch, Health, History, Published, ReplyTo,
+    Since, SubscribeReq, Subscription, UserInfo,
 };
 use crate::hub::link::{self, Cmd, Delivery, Wakes, Workers};
 use crate::hub::msg::Msg;
@@ -293,6 +293,11 @@ impl Engine for MemoryEngine {
 
     fn health(&self) -> Health {
         Ok(())
+    }
+
+    /// No links: everything is in this process.
+    fn stats(&self) -> EngineStats {
+        EngineStats::default()
     }
 }
 

@@ -54,6 +54,8 @@ pub struct Chan {
     pub queue: Vec<Asked>,
     /// Reads in flight for this channel.
     pub reads: u32,
+    /// Resets not yet counted by the node (for `/metrics`).
+    pub resets: u32,
     /// Messages delivered (or, before the first read, received) while reads are in flight:
     /// what a subscriber's replay needs beyond the history it read.
     pub recent: VecDeque<Arc<Msg>>,
@@ -122,6 +124,7 @@ pub fn reset(
     });
     ch.held.clear();
     ch.recent.clear();
+    ch.resets += 1;
     let reset = Delivery::Reset {
         epoch,
         id: top,

@@ -27,11 +27,11 @@ use mio::{Poll, Waker};
 use crate::codec::protocol::Data;
 use crate::config::RedisUrl;
 use crate::hub::engine::{
-    Answer, Engine, Health, History, Published, ReplyTo, Since, SubscribeReq, Subscription,
-    UserInfo,
+    Answer, Engine, EngineStats, Health, History, Published, ReplyTo, Since, SubscribeReq,
+    Subscription, UserInfo,
 };
 use crate::hub::link::Workers;
-use request::{HealthState, Request, Settings};
+use request::{HealthState, Report, Request, Settings};
 use thread::{Thread, WAKER};
 use wire::Kind;
 
@@ -49,12 +49,19 @@ impl RedisEngine {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, rx) = crossbeam_channel::unbounded();
-        let health: HealthState = Arc::new(Mutex::new(Some("connecting to redis".into())));
+        let health: HealthState = Arc::new(Mutex::new(Report {
+            down: Some("connecting to redis".into()),
+            stats: EngineStats::default(),
+        }));
         let thread = Thread::new(urls, rx, poll, workers, settings, health.clone())?;
         std::thread::Builder::new()
             .name("redis".into())
             .spawn(move || thread.run())?;
         Ok(RedisEngine { tx, waker, health })
+    }
+
+    fn report(&self) -> std::sync::MutexGuard<'_, Report> {
+        self.health.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn ask(&self, req: Request) {
@@ -178,9 +185,13 @@ impl Engine for RedisEngine {
     }
 
     fn health(&self) -> Health {
-        match &*self.health.lock().unwrap_or_else(|p| p.into_inner()) {
+        match &self.report().down {
             None => Ok(()),
             Some(why) => Err(why.clone()),
         }
+    }
+
+    fn stats(&self) -> EngineStats {
+        self.report().stats
     }
 }

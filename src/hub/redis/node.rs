@@ -66,6 +66,11 @@ pub struct Node {
     reads: HashMap<u64, Read>,
     next_tag: u64,
     next_channel_id: u64,
+    /// Gaps read back from history, and streams reset (`recovered:false`), for `/metrics`.
+    pub gap_fills: u64,
+    pub resets: u64,
+    /// Messages received from Redis for this node's channels.
+    pub messages_in: u64,
 }
 
 impl Node {
@@ -77,7 +82,15 @@ impl Node {
             reads: HashMap::new(),
             next_tag: 1,
             next_channel_id: 1,
+            gap_fills: 0,
+            resets: 0,
+            messages_in: 0,
         }
+    }
+
+    /// Channels the node has local subscribers for (or is still answering).
+    pub fn len(&self) -> usize {
+        self.chans.len()
     }
 
     /// Channels the node is subscribed to (or subscribing) in Redis.
@@ -110,6 +123,7 @@ impl Node {
                 stream: None,
                 queue: Vec::new(),
                 reads: 0,
+                resets: 0,
                 recent: VecDeque::new(),
                 filling: false,
                 held: Vec::new(),
@@ -170,6 +184,7 @@ impl Node {
         }
         ch.filling = true;
         ch.reads += 1;
+        self.gap_fills += 1;
         let (since, epoch) = (stream.top, stream.epoch.clone());
         let tag = self.next_tag;
         self.next_tag += 1;
@@ -269,6 +284,7 @@ impl Node {
 
     /// A message from the channel's Redis subscription.
     pub fn on_message(&mut self, store: &mut dyn Store, channel: &str, e: Entry, epoch: Epoch) {
+        self.messages_in += 1;
         let Some(ch) = self.chans.get_mut(channel) else {
             return; // Unsubscribed meanwhile.
         };
@@ -293,6 +309,7 @@ impl Node {
                 return self.start_fill(store, channel);
             }
         }
+        self.resets += u64::from(std::mem::take(&mut ch.resets));
         wakes.wake(&self.workers);
     }
 
@@ -366,6 +383,7 @@ impl Node {
         if ch.reads == 0 {
             ch.recent.clear();
         }
+        self.resets += u64::from(std::mem::take(&mut ch.resets));
         wakes.wake(&self.workers);
         if again {
             self.start_fill(store, &channel);

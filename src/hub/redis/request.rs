@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::codec::position::Since;
-use crate::hub::engine::ReplyTo;
+use crate::hub::engine::{EngineStats, ReplyTo};
 use crate::hub::redis::wire::Kind;
 
 /// What a worker asks of the Redis thread.
@@ -67,5 +67,12 @@ pub struct Settings {
     pub presence_ttl: std::time::Duration,
 }
 
-/// Why the engine cannot serve, for health: `None` while every connection is up.
-pub type HealthState = Arc<Mutex<Option<Box<str>>>>;
+/// What the Redis thread tells the rest of the node: why the engine cannot serve (`down`,
+/// `None` while every connection is up) and its counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub down: Option<Box<str>>,
+    pub stats: EngineStats,
+}
+
+pub type HealthState = Arc<Mutex<Report>>;

@@ -13,7 +13,7 @@ use mio::{Events, Poll, Token};
 
 use crate::codec::position::{Epoch, Since};
 use crate::config::RedisUrl;
-use crate::hub::engine::{Answered, EngineError, History};
+use crate::hub::engine::{Answered, EngineError, EngineStats, History};
 use crate::hub::link::{self, Workers};
 use crate::hub::redis::cmds::Cmds;
 use crate::hub::redis::conn::{Conn, Event};
@@ -49,6 +49,8 @@ pub struct Thread {
     pub(super) users: Users,
     pub(super) next_check: Instant,
     pub(super) next_refresh: Instant,
+    /// Counted here, published to the report with the health.
+    pub(super) stats: EngineStats,
 }
 
 impl Thread {
@@ -83,6 +85,7 @@ impl Thread {
             shas: Shas::new(),
             next_check: Instant::now() + TOP_CHECK_INTERVAL,
             next_refresh: Instant::now(),
+            stats: EngineStats::default(),
         })
     }
 
@@ -186,6 +189,11 @@ impl Thread {
     }
 
     fn on_event(&mut self, i: usize, sub: bool, e: Event) {
+        match &e {
+            Event::Up => self.stats.connects += 1,
+            Event::Down(_) => self.stats.disconnects += 1,
+            Event::Reply(_) => {}
+        }
         match (sub, e) {
             (false, Event::Up) => self.on_cmd_up(i),
             (true, Event::Up) => {
@@ -431,10 +439,21 @@ impl Thread {
             .flat_map(|s| [&s.cmd, &s.sub])
             .find_map(|c| c.reason.clone());
         let now = down.map(|why| format!("redis unavailable ({why})").into_boxed_str());
-        let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        if *h != now {
-            *h = now;
+        let links = self.shards.iter().flat_map(|s| [&s.cmd, &s.sub]);
+        let stats = EngineStats {
+            links: links.clone().count() as u64,
+            links_up: links.filter(|c| c.is_ready()).count() as u64,
+            channels: self.node.len() as u64,
+            gap_fills: self.node.gap_fills,
+            resets: self.node.resets,
+            messages_in: self.node.messages_in,
+            ..self.stats
+        };
+        let mut report = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        if report.down != now {
+            report.down = now;
         }
+        report.stats = stats;
     }
 }
 
