@@ -89,7 +89,7 @@ impl Node {
     }
 
     /// Channels the node has local subscribers for (or is still answering).
-    pub fn len(&self) -> usize {
+    pub fn tracked(&self) -> usize {
         self.chans.len()
     }
 
