@@ -13,6 +13,7 @@ pub mod log;
 pub mod config;
 pub mod error;
 
+pub mod auth;
 pub mod codec;
 pub mod hub;
 pub mod net;
