@@ -2,7 +2,12 @@
 //! its own. Transports call in with bytes and the time; the answers are typed and map to an
 //! HTTP status or a `/ws` error.
 //!
+//! - [`keys`]: the configured secret and public key, loaded and checked at start;
+//! - [`token`]: JWT verification (HS256 from a secret, RS256/ES256 from a PEM public key)
+//!   into [`Claims`](token::Claims);
 //! - [`perms`]: channel permission lists (`room:1`, `room:*`, `*`);
 //! - `names`: the user and channel name rules the claims are checked against.
+pub mod keys;
 mod names;
 pub mod perms;
+pub mod token;
