@@ -6,8 +6,10 @@
 //! - [`token`]: JWT verification (HS256 from a secret, RS256/ES256 from a PEM public key)
 //!   into [`Claims`](token::Claims);
 //! - [`perms`]: channel permission lists (`room:1`, `room:*`, `*`);
+//! - [`limits`]: token buckets and the per-client-address connection table;
 //! - `names`: the user and channel name rules the claims are checked against.
 pub mod keys;
+pub mod limits;
 mod names;
 pub mod perms;
 pub mod token;
