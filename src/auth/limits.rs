@@ -130,21 +130,23 @@ fn capacity(rate: Rate) -> u64 {
     u64::from(rate.burst()) * UNIT
 }
 
-/// A client as limits see it: an IPv4 address, or the /64 of an IPv6 address.
+/// A client as limits see it: an IPv4 address, or the /64 of an IPv6 address. Bytes rather
+/// than a `u128` so that it packs into a connection's padding (alignment 1, 16 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ClientKey(u128);
+pub struct ClientKey([u8; 16]);
 
 impl ClientKey {
     /// IPv4 keys are `::ffff:a.b.c.d` (low 64 bits never zero); IPv6 keys have the low
     /// 64 bits cleared. The two never meet.
     pub fn of(ip: IpAddr) -> ClientKey {
-        match ip {
-            IpAddr::V4(v4) => ClientKey(u128::from(v4.to_ipv6_mapped())),
+        let v6 = match ip {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped(),
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => ClientKey(u128::from(v4.to_ipv6_mapped())),
-                None => ClientKey(u128::from(v6) & (u128::MAX << (128 - IPV6_PREFIX_BITS))),
+                Some(v4) => v4.to_ipv6_mapped(),
+                None => Ipv6Addr::from(u128::from(v6) & (u128::MAX << (128 - IPV6_PREFIX_BITS))),
             },
-        }
+        };
+        ClientKey(v6.octets())
     }
 
     /// The IPv4 address, or the IPv6 network address of the /64.
@@ -478,6 +480,12 @@ mod tests {
     #[test]
     fn bucket_is_eight_bytes() {
         assert_eq!(std::mem::size_of::<Bucket>(), 8);
+    }
+
+    #[test]
+    fn client_key_packs() {
+        assert_eq!(std::mem::size_of::<ClientKey>(), 16);
+        assert_eq!(std::mem::align_of::<ClientKey>(), 1);
     }
 
     #[test]
