@@ -729,7 +729,9 @@ fn a_subscriber_that_never_reads_a_flood_is_cut_off() {
     while published < max_messages {
         last_id = publisher.publish_json("flood", &body);
         published += 1;
-        if published % 64 == 0 && metric(addr, "switchboard_slow_consumers_total") > cut_before {
+        if published.is_multiple_of(64)
+            && metric(addr, "switchboard_slow_consumers_total") > cut_before
+        {
             break;
         }
     }

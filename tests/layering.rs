@@ -20,11 +20,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// Each top-level module's wing and the wing's rank. `log`, `config` and `error` together
+/// Each top-level module's wing and the wing's rank. `log`, `config`, `names` and `error` together
 /// are the base every wing stands on.
 const RANKS: &[(&str, &str, u8)] = &[
     ("log", "base", 0),
     ("config", "base", 0),
+    ("names", "base", 0),
     ("error", "base", 0),
     ("codec", "codec", 1),
     ("auth", "auth", 1),

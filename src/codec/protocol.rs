@@ -16,32 +16,11 @@ use serde_json::value::RawValue;
 
 use crate::codec::position::{Epoch, Since, MAX_EPOCH_BYTES};
 
-/// Channel names: 1 to 128 bytes of `A-Z a-z 0-9 _ - . : @`.
-pub const MAX_CHANNEL_BYTES: usize = 128;
-/// User names (presence): 1 to 64 bytes, same charset as channels.
-pub const MAX_USER_BYTES: usize = 64;
+pub use crate::names::{valid_channel, valid_user, MAX_CHANNEL_BYTES, MAX_USER_BYTES};
 /// `ref` is echoed verbatim, so it is bounded: at most 64 bytes of JSON (string or number).
 pub const MAX_REF_BYTES: usize = 64;
 /// Messages returned by one `history` call at most; also the default `limit`.
 pub const MAX_HISTORY_LIMIT: usize = 1000;
-
-/// Whether `name` is a valid channel name.
-pub fn valid_channel(name: &str) -> bool {
-    valid_name(name, MAX_CHANNEL_BYTES)
-}
-
-/// Whether `name` is a valid user name.
-pub fn valid_user(name: &str) -> bool {
-    valid_name(name, MAX_USER_BYTES)
-}
-
-fn valid_name(name: &str, max: usize) -> bool {
-    !name.is_empty()
-        && name.len() <= max
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'@'))
-}
 
 /// A client operation.
 #[derive(Debug)]
