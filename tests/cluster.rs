@@ -374,6 +374,47 @@ fn redis_down_is_visible_then_subscriptions_come_back() {
 }
 
 #[test]
+fn a_redis_that_hangs_is_detected_and_requests_fail_instead_of_waiting() {
+    let redis = Redis::start();
+    let a = node(&[&redis], &[]);
+    let (mut c, _) = subscriber(&a, "hang", None);
+    let mut http = HttpConn::connect(a.addr());
+    publish(&mut http, "hang", json!("before"));
+    assert_eq!(c.read_message_id("hang").0, 1);
+
+    redis.pause();
+    // The sockets stay open; only the silence tells. A publish sent now is owed a reply
+    // that never comes: it is answered `unavailable` once the connection counts as lost,
+    // well before the request's own deadline.
+    let started = std::time::Instant::now();
+    let resp = http.request("POST", "/publish/hang", &[], b"lost?");
+    assert_api_error(&resp, 503, "unavailable");
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "{:?}",
+        started.elapsed()
+    );
+    wait_healthy(&a, 503);
+
+    redis.resume();
+    wait_healthy(&a, 200);
+    let mut http = HttpConn::connect(a.addr());
+    let id = poll_until(Duration::from_secs(10), "publishing again", || {
+        let resp = http.request("POST", "/publish/hang", &[], b"after");
+        (resp.status == 200).then(|| json_body(&resp)["id"].as_u64().unwrap_or(0))
+    });
+    // The publish answered `unavailable` may have happened (Redis ran it when it woke):
+    // the subscriber sees every id once and in order either way.
+    let (got, m) = c.read_message_id("hang");
+    if got == 2 && id == 3 {
+        assert_eq!(m["data"], "lost?");
+        assert_eq!(c.read_message_id("hang").0, 3);
+    } else {
+        assert_eq!((got, id), (2, 2), "{m}");
+    }
+}
+
+#[test]
 fn messages_missed_while_a_subscription_was_down_are_filled_from_history() {
     let redis = Redis::start();
     let a = node(&[&redis], &[]);

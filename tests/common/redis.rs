@@ -109,6 +109,26 @@ impl Redis {
         }
     }
 
+    /// Freezes the server (SIGSTOP): its sockets stay open and nothing answers, which is how
+    /// a hung Redis, or a network that drops packets without a reset, looks to a client.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Undoes [`Redis::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("redis is running").id();
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {pid}");
+    }
+
     /// Stops and starts it again on the same port (with its data if persistent).
     pub fn restart(&mut self) {
         self.stop();

@@ -24,6 +24,11 @@ pub const BACKOFF_FIRST: Duration = Duration::from_millis(50);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How long a connect (and the handshake) may take before it counts as failed.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a connection may owe replies without a byte arriving before it counts as lost:
+/// a Redis that hangs (stopped, or a network that drops packets without a reset) keeps the
+/// socket open, and without this everything sent to it would wait forever while health
+/// said all is well.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Read chunk.
 const READ_BYTES: usize = 64 * 1024;
 
@@ -143,6 +148,11 @@ pub struct Conn {
     inbuf: Vec<u8>,
     /// Handshake replies still expected before `Up`.
     handshake: usize,
+    /// Commands sent and not yet answered (on a subscription connection, pushes answer too,
+    /// so this only tells "something is owed").
+    unanswered: usize,
+    /// Since when replies are owed with nothing received ([`REPLY_TIMEOUT`]).
+    owed_since: Option<Instant>,
     /// Why it is down (for health), `None` while up.
     pub reason: Option<String>,
 }
@@ -170,6 +180,8 @@ impl Conn {
             written: 0,
             inbuf: Vec::new(),
             handshake: 0,
+            unanswered: 0,
+            owed_since: None,
             reason: Some("not connected yet".into()),
         })
     }
@@ -217,6 +229,8 @@ impl Conn {
         self.written = 0;
         self.inbuf.clear();
         self.handshake = 0;
+        self.unanswered = 0;
+        self.owed_since = None;
         if let Some(p) = self.url.password.clone() {
             match self.url.username.clone() {
                 Some(u) => self.queue(&[b"AUTH", u.as_bytes(), p.as_bytes()]),
@@ -275,6 +289,10 @@ impl Conn {
             ));
         }
         self.queue(args);
+        self.unanswered += 1;
+        if self.owed_since.is_none() && self.state == State::Ready {
+            self.owed_since = Some(Instant::now());
+        }
         Ok(())
     }
 
@@ -282,12 +300,27 @@ impl Conn {
         resp::encode(&mut self.out, args);
     }
 
-    /// When the connection is due for attention (a retry or a connect timeout).
+    /// When the connection is due for attention (a retry, a connect or a reply timeout).
     pub fn deadline(&self) -> Option<Instant> {
         match self.state {
             State::Down { retry_at, .. } => Some(retry_at),
             State::Connecting { since, .. } => Some(since + CONNECT_TIMEOUT),
-            State::Ready => None,
+            State::Ready => self.owed_since.map(|t| t + REPLY_TIMEOUT),
+        }
+    }
+
+    /// What is due at `now`: a connect attempt, or failing a connect or a silent connection
+    /// that took too long.
+    pub fn on_time(&mut self, registry: &Registry, now: Instant) -> Option<Event> {
+        match self.state {
+            State::Connecting { since, .. } if now >= since + CONNECT_TIMEOUT => {
+                Some(self.fail("connect timed out", now))
+            }
+            State::Ready if self.owed_since.is_some_and(|t| now >= t + REPLY_TIMEOUT) => {
+                let why = format!("no reply for {} s", REPLY_TIMEOUT.as_secs());
+                Some(self.fail(&why, now))
+            }
+            _ => self.connect(registry, now),
         }
     }
 
@@ -336,13 +369,17 @@ impl Conn {
         };
         let mut chunk = [0u8; READ_BYTES];
         let mut closed = None;
+        let mut got = false;
         loop {
             match sock.read(&mut chunk) {
                 Ok(0) => {
                     closed = Some("connection closed by Redis".to_string());
                     break;
                 }
-                Ok(n) => self.inbuf.extend_from_slice(&chunk[..n]),
+                Ok(n) => {
+                    self.inbuf.extend_from_slice(&chunk[..n]);
+                    got = true;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -364,9 +401,12 @@ impl Conn {
                         if self.handshake == 0 {
                             self.state = State::Ready;
                             self.reason = None;
+                            // Commands sent while connecting are owed from now.
+                            self.owed_since = (self.unanswered > 0).then_some(now);
                             on(Event::Up);
                         }
                     } else {
+                        self.unanswered = self.unanswered.saturating_sub(1);
                         on(Event::Reply(v));
                     }
                 }
@@ -375,6 +415,9 @@ impl Conn {
             }
         }
         self.inbuf.drain(..used);
+        if got && self.state == State::Ready {
+            self.owed_since = (self.unanswered > 0).then_some(now);
+        }
         if let Some(why) = closed {
             on(self.down(why, now, attempt));
         }

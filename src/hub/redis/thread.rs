@@ -116,6 +116,7 @@ impl Thread {
             if now >= self.next_check {
                 self.next_check = now + TOP_CHECK_INTERVAL;
                 self.check_tops();
+                self.ping();
             }
             if now >= self.next_refresh {
                 self.next_refresh = now + self.users.refresh_every();
@@ -138,7 +139,7 @@ impl Thread {
             .max(Duration::from_millis(1))
     }
 
-    /// Connects what is down and due, and fails connects that take too long.
+    /// Connects what is down and due, and fails connects and connections that take too long.
     fn connect_due(&mut self, now: Instant) {
         for i in 0..self.shards.len() {
             for sub in [false, true] {
@@ -146,15 +147,7 @@ impl Thread {
                     continue;
                 };
                 let conn = if sub { &mut shard.sub } else { &mut shard.cmd };
-                let event = match conn.state {
-                    crate::hub::redis::conn::State::Connecting { since, .. }
-                        if now >= since + crate::hub::redis::conn::CONNECT_TIMEOUT =>
-                    {
-                        Some(conn.fail("connect timed out", now))
-                    }
-                    _ => conn.connect(self.poll.registry(), now),
-                };
-                if let Some(e) = event {
+                if let Some(e) = conn.on_time(self.poll.registry(), now) {
                     self.on_event(i, sub, e);
                 }
             }
@@ -377,6 +370,20 @@ impl Thread {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// A PING on every connection, so one that went silent (a hung Redis, a dead network)
+    /// owes a reply and fails after `REPLY_TIMEOUT` even when the node has nothing to send.
+    fn ping(&mut self) {
+        for shard in &mut self.shards {
+            if shard.cmd.is_ready() && shard.cmd.send(&[b"PING"]).is_ok() {
+                shard.expect.push_back(Expect::Quiet);
+            }
+            if shard.sub.is_ready() {
+                // Answered by a push (`pong`) that `on_push` passes over.
+                let _ = shard.sub.send(&[b"PING"]);
+            }
         }
     }
 
