@@ -12,6 +12,8 @@ pub mod close_code {
     pub const POLICY_VIOLATION: u16 = 1008;
     pub const MESSAGE_TOO_BIG: u16 = 1009;
     pub const INTERNAL_ERROR: u16 = 1011;
+    /// The connection's token expired and no `refresh` replaced it: reconnect with a new one.
+    pub const TOKEN_EXPIRED: u16 = 4001;
     /// The server closed every connection of the user (`POST /users/{user}/disconnect`).
     pub const DISCONNECTED: u16 = 4003;
 
@@ -101,6 +103,16 @@ pub enum HandshakeError {
     LengthRequired,
     /// A request body over `--max-message-bytes`.
     PayloadTooLarge,
+    /// Tokens are on and the request carries none, or one that does not verify (why).
+    Unauthorized(&'static str),
+    /// The connection's token does not allow a channel the request names.
+    Forbidden,
+    /// At `--max-connections-per-ip` for this client address.
+    TooManyFromAddress,
+    /// Connecting faster than `--connect-rate` from this address: retry after (seconds).
+    ConnectingTooFast(u64),
+    /// Too many client addresses tracked at once to count another.
+    TooManyClients,
 }
 
 impl HandshakeError {
@@ -115,6 +127,10 @@ impl HandshakeError {
             HandshakeError::AtCapacity => 503,
             HandshakeError::LengthRequired => 411,
             HandshakeError::PayloadTooLarge => 413,
+            HandshakeError::Unauthorized(_) => 401,
+            HandshakeError::Forbidden => 403,
+            HandshakeError::TooManyFromAddress | HandshakeError::ConnectingTooFast(_) => 429,
+            HandshakeError::TooManyClients => 503,
         }
     }
 
@@ -129,6 +145,11 @@ impl HandshakeError {
             HandshakeError::AtCapacity => "server at capacity, retry later",
             HandshakeError::LengthRequired => "a request body needs Content-Length",
             HandshakeError::PayloadTooLarge => "request body too large",
+            HandshakeError::Unauthorized(why) => why,
+            HandshakeError::Forbidden => "the token does not allow a channel of this request",
+            HandshakeError::TooManyFromAddress => "too many connections from this address",
+            HandshakeError::ConnectingTooFast(_) => "connecting too fast from this address",
+            HandshakeError::TooManyClients => "server tracking too many clients, retry later",
         }
     }
 }

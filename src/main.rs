@@ -18,6 +18,11 @@ fn main() -> ExitCode {
     switchboard::log::set_level(cfg.log_level);
     match switchboard::net::server::run(*cfg) {
         Ok(()) => ExitCode::SUCCESS,
+        // A key file that cannot be used is a bad value, like a bad flag.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            eprintln!("switchboard: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("switchboard: {e}");
             ExitCode::FAILURE

@@ -149,6 +149,25 @@ impl ClientKey {
         ClientKey(v6.octets())
     }
 
+    /// The key in 8 bytes, for a connection to carry: an IPv6 key is its /64 prefix, an IPv4
+    /// key `0000:ffff:a.b.c.d` (the unassigned `0:ffff::/32`, which no IPv6 peer has).
+    pub fn compact(self) -> u64 {
+        let v6 = u128::from_be_bytes(self.0);
+        match Ipv6Addr::from(self.0).to_ipv4_mapped() {
+            Some(v4) => 0x0000_ffff_0000_0000 | u64::from(u32::from(v4)),
+            None => (v6 >> 64) as u64,
+        }
+    }
+
+    /// The key [`ClientKey::compact`] made.
+    pub fn from_compact(c: u64) -> ClientKey {
+        if c >> 32 == 0x0000_ffff {
+            ClientKey::of(IpAddr::V4(std::net::Ipv4Addr::from(c as u32)))
+        } else {
+            ClientKey((u128::from(c) << 64).to_be_bytes())
+        }
+    }
+
     /// The IPv4 address, or the IPv6 network address of the /64.
     pub fn ip(self) -> IpAddr {
         let v6 = Ipv6Addr::from(self.0);
@@ -358,6 +377,29 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_compact_key_is_the_same_key() {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+        let ips: [IpAddr; 6] = [
+            Ipv4Addr::new(203, 0, 113, 9).into(),
+            Ipv4Addr::new(0, 0, 0, 0).into(),
+            Ipv4Addr::new(255, 255, 255, 255).into(),
+            "2001:db8:1:2:aaaa:bbbb:cccc:dddd"
+                .parse::<Ipv6Addr>()
+                .unwrap()
+                .into(),
+            Ipv6Addr::LOCALHOST.into(),
+            "fe80::1".parse::<Ipv6Addr>().unwrap().into(),
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for ip in ips {
+            let k = super::ClientKey::of(ip);
+            assert_eq!(super::ClientKey::from_compact(k.compact()), k, "{ip}");
+            assert!(seen.insert(k.compact()), "{ip} collides");
+            assert_ne!(k.compact(), u64::MAX, "{ip}");
+        }
+    }
+
     use super::*;
     use std::net::{Ipv4Addr, SocketAddr};
     use std::sync::{Arc, Barrier};

@@ -244,6 +244,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         411 => "Length Required",
         413 => "Content Too Large",
         426 => "Upgrade Required",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
         _ => "Unknown",
@@ -253,17 +254,22 @@ pub fn reason_phrase(status: u16) -> &'static str {
 /// Appends a complete `Connection: close` error response with a one-line text body.
 pub fn write_error(out: &mut Vec<u8>, err: HandshakeError) {
     let status = err.http_status();
-    let extra: &str = match err {
-        HandshakeError::UnsupportedVersion => "Sec-WebSocket-Version: 13\r\n",
-        HandshakeError::AtCapacity => "Retry-After: 1\r\n",
-        HandshakeError::MethodNotAllowed => "Allow: GET, HEAD, POST\r\n",
-        _ => "",
+    let extra: std::borrow::Cow<'static, str> = match err {
+        HandshakeError::UnsupportedVersion => "Sec-WebSocket-Version: 13\r\n".into(),
+        HandshakeError::AtCapacity | HandshakeError::TooManyClients => "Retry-After: 1\r\n".into(),
+        HandshakeError::MethodNotAllowed => "Allow: GET, HEAD, POST\r\n".into(),
+        HandshakeError::ConnectingTooFast(secs) => format!("Retry-After: {secs}\r\n").into(),
+        // RFC 6750 §3: the scheme, and `invalid_token` when one was given and refused.
+        HandshakeError::Unauthorized(_) => {
+            "WWW-Authenticate: Bearer realm=\"switchboard\"\r\n".into()
+        }
+        _ => "".into(),
     };
     write_simple(
         out,
         status,
         "text/plain; charset=utf-8",
-        extra,
+        &extra,
         format!("{}\n", err.reason()).as_bytes(),
         true,
     );

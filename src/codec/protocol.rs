@@ -45,6 +45,10 @@ pub enum Op<'a> {
         since: Option<Since>,
         limit: usize,
     },
+    /// A newer connection token, before the current one expires.
+    Refresh {
+        token: Cow<'a, str>,
+    },
 }
 
 /// A parsed client frame: the operation and its `ref`.
@@ -71,8 +75,17 @@ pub enum OpError {
     TooManySubscriptions(usize),
     NotSubscribed,
     AlreadySubscribed,
-    /// `publish` on a connection that did not present `--publish-token`.
+    /// `publish` on a connection that did not present the API key (tokens off).
     Unauthorized,
+    /// A `refresh` whose token does not verify (the reason says why); the connection keeps
+    /// its current token.
+    InvalidToken(&'static str),
+    /// The connection's token does not allow this on this channel.
+    Forbidden,
+    /// Publishing faster than `--publish-rate`: retry after this many milliseconds.
+    RateLimited(u64),
+    /// At `--max-channels`: a new channel cannot be created now.
+    TooManyChannels,
     /// The engine behind the channels is out of reach (cluster mode); try again later.
     Unavailable(Box<str>),
 }
@@ -91,7 +104,10 @@ impl OpError {
             OpError::TooManySubscriptions(_) => "too_many_subscriptions",
             OpError::NotSubscribed => "not_subscribed",
             OpError::AlreadySubscribed => "already_subscribed",
-            OpError::Unauthorized => "unauthorized",
+            OpError::Unauthorized | OpError::InvalidToken(_) => "unauthorized",
+            OpError::Forbidden => "forbidden",
+            OpError::RateLimited(_) => "rate_limited",
+            OpError::TooManyChannels => "too_many_channels",
             OpError::Unavailable(_) => "unavailable",
         }
     }
@@ -100,7 +116,7 @@ impl OpError {
         match self {
             OpError::InvalidJson(e) => format!("invalid JSON: {e}"),
             OpError::UnknownOp => {
-                "unknown op (subscribe, unsubscribe, publish, presence, history)".into()
+                "unknown op (subscribe, unsubscribe, publish, presence, history, refresh)".into()
             }
             OpError::MissingField(f) => format!("missing field: {f}"),
             OpError::InvalidChannel => {
@@ -124,6 +140,12 @@ impl OpError {
                 "publishing needs the publish token (Authorization: Bearer, or ?token= on the URL)"
                     .into()
             }
+            OpError::InvalidToken(why) => format!("token refused: {why}"),
+            OpError::Forbidden => "the connection's token does not allow this channel".into(),
+            OpError::RateLimited(ms) => {
+                format!("publishing too fast (--publish-rate); retry in {ms} ms")
+            }
+            OpError::TooManyChannels => "too many channels on the server (--max-channels)".into(),
             OpError::Unavailable(why) => format!("service unavailable: {why}"),
         }
     }
@@ -147,6 +169,8 @@ struct Wire<'a> {
     epoch: Option<Cow<'a, str>>,
     limit: Option<u64>,
     presence: Option<bool>,
+    #[serde(borrow)]
+    token: Option<Cow<'a, str>>,
     // `null` is a valid payload, so `data` is captured raw whatever it holds.
     #[serde(borrow, default, deserialize_with = "some_raw")]
     data: Option<&'a RawValue>,
@@ -181,6 +205,15 @@ pub fn parse(frame: &[u8]) -> Result<Request<'_>, (OpError, Option<&RawValue>)> 
     let Some(op) = wire.op else {
         return fail(OpError::MissingField("op"));
     };
+    if &*op == "refresh" {
+        return match wire.token {
+            Some(token) => Ok(Request {
+                op: Op::Refresh { token },
+                reference,
+            }),
+            None => fail(OpError::MissingField("token")),
+        };
+    }
     let channel = match wire.channel {
         Some(c) if valid_channel(&c) => c,
         Some(_) => return fail(OpError::InvalidChannel),
@@ -427,6 +460,17 @@ pub fn error_json(err: &OpError, reference: Option<&str>) -> String {
     push_json_str(&mut out, err.code());
     out.push_str(",\"reason\":");
     push_json_str(&mut out, &err.reason());
+    if let OpError::RateLimited(ms) = err {
+        let _ = write!(out, ",\"retry_after_ms\":{ms}");
+    }
+    push_ref(&mut out, reference);
+    out.push('}');
+    out
+}
+
+/// `{"type":"refreshed","exp":N}`: the connection now lives until `exp` (unix seconds).
+pub fn refreshed_json(exp: u64, reference: Option<&str>) -> String {
+    let mut out = format!("{{\"type\":\"refreshed\",\"exp\":{exp}");
     push_ref(&mut out, reference);
     out.push('}');
     out
@@ -435,6 +479,25 @@ pub fn error_json(err: &OpError, reference: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refresh_carries_a_token_and_errors_say_what_to_do() {
+        match ok(r#"{"op":"refresh","token":"a.b.c","ref":2}"#).op {
+            Op::Refresh { token } => assert_eq!(token, "a.b.c"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(err(r#"{"op":"refresh"}"#).0, OpError::MissingField("token"));
+        assert_eq!(
+            error_json(&OpError::RateLimited(250), Some("7")),
+            r#"{"type":"error","code":"rate_limited","reason":"publishing too fast (--publish-rate); retry in 250 ms","retry_after_ms":250,"ref":7}"#
+        );
+        assert_eq!(OpError::Forbidden.code(), "forbidden");
+        assert_eq!(OpError::InvalidToken("expired").code(), "unauthorized");
+        assert_eq!(
+            refreshed_json(1700000000, Some("\"r\"")),
+            r#"{"type":"refreshed","exp":1700000000,"ref":"r"}"#
+        );
+    }
 
     fn ok(s: &str) -> Request<'_> {
         match parse(s.as_bytes()) {

@@ -4,12 +4,14 @@
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
+use super::parsers::*;
 use super::redis_url::RedisUrl;
 use super::values::*;
 
@@ -83,6 +85,38 @@ struct Flags {
           value_parser = range::<1, MAX_SUBSCRIPTIONS_LIMIT>)]
     max_subscriptions: usize,
 
+    /// live channels (with subscribers or history) before new ones are refused
+    #[arg(long, value_name = "N", env = "SWITCHBOARD_MAX_CHANNELS", help_heading = LIMITS,
+          default_value_t = DEFAULT_MAX_CHANNELS, value_parser = range::<1, MAX_CHANNELS_LIMIT>)]
+    max_channels: usize,
+
+    /// open connections per client address (an IPv6 /64 counts as one); 0: no limit
+    #[arg(long, value_name = "N", env = "SWITCHBOARD_MAX_CONNECTIONS_PER_IP",
+          help_heading = LIMITS, default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP,
+          value_parser = rate)]
+    max_connections_per_ip: u32,
+
+    /// new connections per client address per second (also the burst); 0: no limit
+    #[arg(long, value_name = "N", env = "SWITCHBOARD_CONNECT_RATE", help_heading = LIMITS,
+          default_value_t = DEFAULT_CONNECT_RATE, value_parser = rate)]
+    connect_rate: u32,
+
+    /// count loopback clients against the per-address limits too (by default a local proxy
+    /// or load generator is not limited)
+    #[arg(long, env = "SWITCHBOARD_LIMIT_LOOPBACK", help_heading = LIMITS)]
+    limit_loopback: bool,
+
+    /// publishes per connection per second, WebSocket and HTTP (API-key requests are not
+    /// limited); 0: no limit
+    #[arg(long, value_name = "N", env = "SWITCHBOARD_PUBLISH_RATE", help_heading = LIMITS,
+          default_value_t = DEFAULT_PUBLISH_RATE, value_parser = rate)]
+    publish_rate: u32,
+
+    /// publishes a connection may make at once before the rate applies
+    #[arg(long, value_name = "N", env = "SWITCHBOARD_PUBLISH_BURST", help_heading = LIMITS,
+          value_parser = rate)]
+    publish_burst: Option<u32>,
+
     /// ping a connection that has been silent this long (SSE: a comment)
     #[arg(long, value_name = "SECONDS", env = "SWITCHBOARD_PING_INTERVAL", help_heading = TIMEOUTS,
           default_value_t = DEFAULT_PING_INTERVAL_S, value_parser = secs)]
@@ -133,6 +167,13 @@ struct Flags {
           default_value_t = DEFAULT_HISTORY_TTL_S, value_parser = secs)]
     history_ttl: u64,
 
+    /// bytes all channels' history may hold together (what it really costs: payloads,
+    /// frames, structures); past it the oldest history goes first. KiB/MiB/GiB suffixes
+    #[arg(long, value_name = "BYTES", env = "SWITCHBOARD_HISTORY_MAX_BYTES",
+          help_heading = HISTORY, default_value = "256MiB",
+          value_parser = bytes::<MIN_HISTORY_MAX_BYTES, MAX_BYTES_LIMIT>)]
+    history_max_bytes: usize,
+
     /// a Redis server for cluster mode (repeatable: several are shards, a channel belongs to
     /// one by a hash of its name): redis://[[user]:pass@]host[:port][/db] or
     /// unix:///path[?db=N&password=P]; without it the node keeps everything in memory
@@ -156,10 +197,38 @@ struct Flags {
           value_parser = list_item, value_delimiter = ',')]
     allowed_origin: Vec<Option<String>>,
 
-    /// require Authorization: Bearer TOKEN on POST /publish (401 otherwise)
-    #[arg(long, value_name = "TOKEN", env = "SWITCHBOARD_PUBLISH_TOKEN", help_heading = SECURITY,
-          value_parser = non_empty)]
-    publish_token: Option<String>,
+    /// connection tokens (JWT) signed with this HS256 secret (at least 32 bytes) are required
+    /// on /ws, /sse and /poll
+    #[arg(long, value_name = "SECRET", env = "SWITCHBOARD_TOKEN_SECRET",
+          help_heading = SECURITY, value_parser = secret, conflicts_with = "token_secret_file")]
+    token_secret: Option<Secret>,
+
+    /// the HS256 secret, read from this file at start (so it stays out of `ps`)
+    #[arg(long, value_name = "FILE", env = "SWITCHBOARD_TOKEN_SECRET_FILE",
+          help_heading = SECURITY, value_parser = file)]
+    token_secret_file: Option<PathBuf>,
+
+    /// connection tokens signed with the private key of this PEM public key (RS256: RSA of at
+    /// least 2048 bits; ES256: P-256) are required on /ws, /sse and /poll
+    #[arg(long, value_name = "FILE", env = "SWITCHBOARD_TOKEN_PUBLIC_KEY",
+          help_heading = SECURITY, value_parser = file)]
+    token_public_key: Option<PathBuf>,
+
+    /// tokens must name this audience in `aud` (without it, a token with `aud` is refused)
+    #[arg(long, value_name = "AUD", env = "SWITCHBOARD_TOKEN_AUDIENCE",
+          help_heading = SECURITY, value_parser = non_empty)]
+    token_audience: Option<String>,
+
+    /// the HTTP API (/publish, /history, /presence, /users) needs Authorization: Bearer KEY
+    /// (or, with tokens on, a user token its claims allow)
+    #[arg(long, value_name = "KEY", env = "SWITCHBOARD_API_KEY", help_heading = SECURITY,
+          value_parser = secret, conflicts_with = "publish_token")]
+    api_key: Option<Secret>,
+
+    /// the same as --api-key (its former name)
+    #[arg(long, value_name = "KEY", env = "SWITCHBOARD_PUBLISH_TOKEN", help_heading = SECURITY,
+          value_parser = secret)]
+    publish_token: Option<Secret>,
 
     /// what to log (to stderr)
     #[arg(long, value_name = "LEVEL", env = "SWITCHBOARD_LOG_LEVEL", help_heading = LOGGING,
@@ -174,7 +243,7 @@ struct Flags {
 
 /// What `--help` shows as the default of flags without one clap could print: the value is
 /// worked out at start, or the feature is off. (Arg id, text.)
-fn computed_defaults() -> [(&'static str, String); 7] {
+fn computed_defaults() -> [(&'static str, String); 13] {
     [
         ("redis", "none (a single node, in memory)".into()),
         ("node_id", "host name and process id".into()),
@@ -183,6 +252,15 @@ fn computed_defaults() -> [(&'static str, String); 7] {
         ("subprotocol", "none".into()),
         ("allowed_origin", "any".into()),
         ("publish_token", "none".into()),
+        ("api_key", "none (the API is open)".into()),
+        ("token_secret", "none".into()),
+        ("token_secret_file", "none".into()),
+        (
+            "token_public_key",
+            "none (no tokens: anyone may connect)".into(),
+        ),
+        ("token_audience", "none".into()),
+        ("publish_burst", "the rate".into()),
     ]
 }
 
@@ -285,7 +363,18 @@ impl Flags {
             history_size: self.history_size,
             history_ttl: Duration::from_secs(self.history_ttl),
             max_subscriptions: self.max_subscriptions,
-            publish_token: self.publish_token,
+            api_key: self.api_key.or(self.publish_token),
+            token_secret: self.token_secret,
+            token_secret_file: self.token_secret_file,
+            token_public_key: self.token_public_key,
+            token_audience: self.token_audience,
+            history_max_bytes: self.history_max_bytes,
+            max_channels: self.max_channels,
+            max_connections_per_ip: self.max_connections_per_ip,
+            connect_rate: self.connect_rate,
+            limit_loopback: self.limit_loopback,
+            publish_rate: self.publish_rate,
+            publish_burst: self.publish_burst.unwrap_or(self.publish_rate),
             redis: list(matches, "redis", self.redis)?,
             node_id: self.node_id.unwrap_or_else(default_node_id),
             presence_ttl: Duration::from_secs(self.presence_ttl),
@@ -361,77 +450,6 @@ fn one_line(e: &clap::Error) -> String {
     }
 }
 
-/// A whole number in `MIN..=MAX`.
-fn range<const MIN: usize, const MAX: usize>(v: &str) -> Result<usize, String> {
-    parse_range(v, MIN, MAX)
-}
-
-fn parse_range(v: &str, min: usize, max: usize) -> Result<usize, String> {
-    match v.parse::<usize>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        Ok(_) => Err(format!("{v} is out of range ({min}..={max})")),
-        Err(_) => Err(format!("not a whole number: {v:?}")),
-    }
-}
-
-fn secs(v: &str) -> Result<u64, String> {
-    // Whole seconds, at least 1: a zero timeout would close everything at once.
-    parse_range(v, 1, MAX_TIMEOUT_S).map(|s| s as u64)
-}
-
-/// One item of `--redis`; `None` for an empty one (see [`list`]).
-fn redis_url(v: &str) -> Result<Option<RedisUrl>, String> {
-    let v = v.trim();
-    if v.is_empty() {
-        return Ok(None);
-    }
-    RedisUrl::parse(v).map(Some)
-}
-
-fn node_id(v: &str) -> Result<String, String> {
-    let v = v.trim();
-    let ok = !v.is_empty()
-        && v.len() <= MAX_NODE_ID_BYTES
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
-        Ok(v.to_string())
-    } else {
-        Err(format!(
-            "{v:?}: 1-{MAX_NODE_ID_BYTES} letters, digits, '-', '_' or '.'"
-        ))
-    }
-}
-
-fn drain_secs(v: &str) -> Result<u64, String> {
-    parse_range(v, 0, MAX_DRAIN_S).map(|s| s as u64)
-}
-
-fn non_empty(v: &str) -> Result<String, String> {
-    if v.trim().is_empty() {
-        Err("empty value".into())
-    } else {
-        Ok(v.trim().to_string())
-    }
-}
-
-/// One item of `--allowed-origin`/`--subprotocol`; `None` for an empty one (see [`list`]).
-fn list_item(v: &str) -> Result<Option<String>, String> {
-    let v = v.trim();
-    Ok((!v.is_empty()).then(|| v.to_string()))
-}
-
-/// One item of `--listen`; `None` for an empty one (see [`list`]).
-fn listen_item(v: &str) -> Result<Option<SocketAddr>, String> {
-    let v = v.trim();
-    if v.is_empty() {
-        return Ok(None);
-    }
-    v.parse()
-        .map(Some)
-        .map_err(|_| format!("not an IP:PORT address: {v:?}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,7 +483,7 @@ mod tests {
         assert_eq!(c.history_size, 1000);
         assert_eq!(c.log_level, LogLevel::Info);
         assert_eq!(c.max_connections, None);
-        assert_eq!(c.publish_token, None);
+        assert_eq!(c.api_key, None);
         assert!(c.allowed_origins.is_empty() && c.subprotocols.is_empty());
     }
 
@@ -495,7 +513,7 @@ mod tests {
         assert_eq!(c.allowed_origins, vec!["http://a", "http://b"]);
         assert_eq!(c.subprotocols, vec!["chat"]);
         assert_eq!(c.idle_timeout, Duration::from_secs(90));
-        assert_eq!(c.publish_token.as_deref(), Some("-s3cret"));
+        assert_eq!(c.api_key.as_ref().map(|k| k.expose()), Some("-s3cret"));
         assert_eq!(c.log_level, LogLevel::Debug);
         assert_eq!(c.history_size, 0);
     }

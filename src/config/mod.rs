@@ -7,6 +7,7 @@
 //! in `--help` (grouped by topic, with its default and variable) from the same attributes.
 
 mod flags;
+mod parsers;
 mod redis_url;
 mod values;
 

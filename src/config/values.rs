@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::ValueEnum;
@@ -51,6 +52,44 @@ pub const MAX_DRAIN_S: usize = 3600;
 /// Upper bound on every timeout and interval flag (one day), in seconds.
 pub const MAX_TIMEOUT_S: usize = 86_400;
 
+/// Default budget for every channel's history together (the embedded engine): past it the
+/// oldest history goes first.
+pub const DEFAULT_HISTORY_MAX_BYTES: usize = 256 * 1024 * 1024;
+/// Smallest `--history-max-bytes` (one large message must fit).
+pub const MIN_HISTORY_MAX_BYTES: usize = 1024 * 1024;
+/// Live channels (with subscribers or history) before new ones are refused.
+pub const DEFAULT_MAX_CHANNELS: usize = 100_000;
+/// Upper bound on `--max-channels`.
+pub const MAX_CHANNELS_LIMIT: usize = 100_000_000;
+/// Open connections per client address (0: no limit).
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: u32 = 1000;
+/// New connections per client address per second, also the burst (0: no limit).
+pub const DEFAULT_CONNECT_RATE: u32 = 100;
+/// Publishes per connection per second, also the default burst (0: no limit).
+pub const DEFAULT_PUBLISH_RATE: u32 = 1000;
+/// Upper bound on the rate flags.
+pub const MAX_RATE: usize = 10_000_000;
+
+/// A secret from the command line or the environment: never printed (`Debug` hides it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
 /// What to log; `Error` logs least.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
 pub enum LogLevel {
@@ -83,8 +122,26 @@ pub struct Config {
     pub history_size: usize,
     pub history_ttl: Duration,
     pub max_subscriptions: usize,
-    /// When set, `POST /publish` needs `Authorization: Bearer <token>`.
-    pub publish_token: Option<String>,
+    /// When set, the HTTP API needs `Authorization: Bearer <key>` (or a user token).
+    pub api_key: Option<Secret>,
+    /// Connection tokens: an HS256 secret (given, or read from a file at start), a PEM
+    /// public key file (RS256/ES256), and the audience tokens must name. Any key: tokens on.
+    pub token_secret: Option<Secret>,
+    pub token_secret_file: Option<PathBuf>,
+    pub token_public_key: Option<PathBuf>,
+    pub token_audience: Option<String>,
+    /// Bytes every channel's history may hold together (embedded engine).
+    pub history_max_bytes: usize,
+    /// Live channels before new ones are refused.
+    pub max_channels: usize,
+    /// Per client address: open connections and new connections per second (0: no limit);
+    /// loopback addresses are not counted unless `limit_loopback`.
+    pub max_connections_per_ip: u32,
+    pub connect_rate: u32,
+    pub limit_loopback: bool,
+    /// Publishes per connection per second and the burst (0: no limit).
+    pub publish_rate: u32,
+    pub publish_burst: u32,
     /// Cluster mode: the Redis servers (shards) the channel space lives in. Empty: in memory.
     pub redis: Vec<RedisUrl>,
     /// This node's name (logs, metrics, the connection registry).
@@ -118,7 +175,18 @@ impl Default for Config {
             history_size: DEFAULT_HISTORY_SIZE,
             history_ttl: Duration::from_secs(DEFAULT_HISTORY_TTL_S),
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
-            publish_token: None,
+            api_key: None,
+            token_secret: None,
+            token_secret_file: None,
+            token_public_key: None,
+            token_audience: None,
+            history_max_bytes: DEFAULT_HISTORY_MAX_BYTES,
+            max_channels: DEFAULT_MAX_CHANNELS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            connect_rate: DEFAULT_CONNECT_RATE,
+            limit_loopback: false,
+            publish_rate: DEFAULT_PUBLISH_RATE,
+            publish_burst: DEFAULT_PUBLISH_RATE,
             redis: Vec::new(),
             node_id: default_node_id(),
             presence_ttl: Duration::from_secs(DEFAULT_PRESENCE_TTL_S),

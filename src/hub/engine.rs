@@ -102,12 +102,15 @@ pub enum Answered {
 pub enum EngineError {
     /// The store behind the engine is out of reach (the reason is for operators).
     Unavailable(Box<str>),
+    /// A new channel would pass `--max-channels`.
+    TooManyChannels,
 }
 
 impl EngineError {
     pub fn reason(&self) -> &str {
         match self {
             EngineError::Unavailable(why) => why,
+            EngineError::TooManyChannels => "too many channels (--max-channels)",
         }
     }
 }
@@ -116,6 +119,7 @@ impl fmt::Display for EngineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             EngineError::Unavailable(why) => write!(f, "unavailable: {why}"),
+            EngineError::TooManyChannels => f.write_str(self.reason()),
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::net::sys::{self, Signal};
 use crate::net::token::WAKER;
 use crate::net::worker::{Worker, MAX_LINGERING_REJECTS};
 use crate::net::{listener, notify};
+use crate::transport::access::Access;
 use crate::transport::shared::Shared;
 use crate::transport::stats::WorkerStats;
 use crate::{info, warn};
@@ -38,6 +39,9 @@ pub struct Server {
 impl Server {
     /// Raises the fd limit, binds every listener and starts the workers.
     pub fn start(cfg: Config) -> io::Result<Server> {
+        // First: a key that cannot be used stops the start before anything is bound.
+        let access =
+            Access::new(&cfg).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let fd_limit = sys::raise_fd_limit()?;
         // Descriptors kept back from connections: listeners, poll and waker per worker, and
         // a reserve (a quarter of a small limit) for logs, the accept reserve and the 503s
@@ -115,7 +119,9 @@ impl Server {
             );
             Hub::new(Box::new(engine), links)
         };
+        warn_if_open(&cfg, &addrs, &access);
         let shared = Arc::new(Shared {
+            access,
             cfg,
             max_connections,
             lingering_rejects,
@@ -140,9 +146,14 @@ impl Server {
         std::thread::Builder::new()
             .name("hub-janitor".into())
             .spawn(move || {
+                let mut steps = 0u32;
                 while !janitor.shutting_down.load(Ordering::Acquire) {
                     std::thread::sleep(SWEEP_INTERVAL);
                     janitor.hub.engine.maintain();
+                    steps = steps.wrapping_add(1);
+                    if steps.is_multiple_of(10) {
+                        janitor.access.sweep();
+                    }
                 }
             })?;
         info!("started {workers} workers; max connections {max_connections} (fd limit {fd_limit})");
@@ -197,6 +208,28 @@ impl Stopper {
         }
         true
     }
+}
+
+/// Says at start who may connect, and warns loudly when anyone on the network may do
+/// anything: a non-loopback address with no tokens and no API key.
+fn warn_if_open(cfg: &Config, addrs: &[SocketAddr], access: &Access) {
+    if let Some(v) = &access.verifier {
+        let algs: Vec<&str> = v.algorithms().map(|a| a.name()).collect();
+        info!("connection tokens required ({})", algs.join(", "));
+    }
+    let public: Vec<String> = addrs
+        .iter()
+        .filter(|a| !a.ip().is_loopback())
+        .map(ToString::to_string)
+        .collect();
+    if public.is_empty() || access.tokens_on() || cfg.api_key.is_some() {
+        return;
+    }
+    warn!(
+        "WARNING: listening on {} with no --token-secret/--token-public-key and no --api-key: \
+         anyone who can reach it may subscribe to any channel, claim any user name and publish",
+        public.join(", ")
+    );
 }
 
 /// Runs the server until SIGTERM/SIGINT and its graceful shutdown; a second signal exits at

@@ -53,6 +53,8 @@ pub struct ConnState {
     pub outq: Option<Box<OutQueue>>,
     /// Channel state of a `/ws`, `/sse` or `/poll` connection, or a held request's.
     pub session: Option<Box<Session>>,
+    /// The client address as the per-address limits count it (`access::NOT_COUNTED`: not).
+    pub client: u64,
 }
 
 impl ConnState {
@@ -71,6 +73,7 @@ impl ConnState {
             decoder: None,
             outq: None,
             session: None,
+            client: crate::transport::access::NOT_COUNTED,
         }
     }
 

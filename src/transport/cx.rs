@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::hub::engine::ReplyTo;
 use crate::hub::subs::LocalIndex;
 use crate::hub::Hub;
+use crate::transport::access::HttpBuckets;
 use crate::transport::pending::{ConnId, Pending, PendingOp};
 use crate::transport::shared::Shared;
 use crate::transport::stats::WorkerStats;
@@ -24,35 +25,17 @@ pub struct Cx<'a> {
     /// The worker's batch buffer: output of connections with nothing queued.
     pub wbuf: &'a mut Vec<u8>,
     pub now: u32,
+    /// Milliseconds per tick of `now`.
+    pub tick_ms: u64,
     pub index: &'a mut LocalIndex,
     pub pending: &'a mut Pending,
     pub who: ConnId,
     pub stats: &'a WorkerStats,
+    /// Publish buckets of plain HTTP connections (`--publish-rate`).
+    pub buckets: &'a mut HttpBuckets,
 }
 
-impl<'a> Cx<'a> {
-    pub fn new(
-        shared: &'a Shared,
-        wbuf: &'a mut Vec<u8>,
-        index: &'a mut LocalIndex,
-        pending: &'a mut Pending,
-        stats: &'a WorkerStats,
-        now: u32,
-        who: ConnId,
-    ) -> Self {
-        Cx {
-            shared,
-            cfg: &shared.cfg,
-            hub: &shared.hub,
-            wbuf,
-            now,
-            index,
-            pending,
-            who,
-            stats,
-        }
-    }
-
+impl Cx<'_> {
     /// Where the engine sends a later answer to a request of this connection.
     pub fn reply_to(&self) -> ReplyTo {
         self.pending.reply_to(self.who)

@@ -72,6 +72,10 @@ const REJECT_REASONS: &[(&str, Read)] = &[
     ("origin", |s| get(&s.rejected_origin)),
     ("bad_handshake", |s| get(&s.rejected_handshake)),
     ("no_route", |s| get(&s.rejected_route)),
+    ("unauthorized", |s| get(&s.rejected_token)),
+    ("forbidden", |s| get(&s.rejected_forbidden)),
+    ("per_ip", |s| get(&s.rejected_per_ip)),
+    ("connect_rate", |s| get(&s.rejected_connect_rate)),
 ];
 
 /// Unlabelled counters summed over workers: name, help, reader.
@@ -115,6 +119,26 @@ const COUNTERS: &[(&str, &str, Read)] = &[
         "switchboard_heartbeat_reaped_total",
         "Connections closed for sending nothing, not even a pong, for --idle-timeout.",
         |s| get(&s.reaped),
+    ),
+    (
+        "switchboard_forbidden_total",
+        "Operations refused on an open connection because its token does not allow the channel.",
+        |s| get(&s.forbidden),
+    ),
+    (
+        "switchboard_rate_limited_total",
+        "Publishes refused for exceeding --publish-rate (WebSocket rate_limited, HTTP 429).",
+        |s| get(&s.rate_limited),
+    ),
+    (
+        "switchboard_tokens_expired_total",
+        "Connections closed (4001) because their token expired without a refresh.",
+        |s| get(&s.tokens_expired),
+    ),
+    (
+        "switchboard_tokens_refreshed_total",
+        "Connection tokens replaced by a refresh.",
+        |s| get(&s.tokens_refreshed),
     ),
     (
         "switchboard_handshake_timeouts_total",
@@ -237,7 +261,7 @@ impl View<'_> {
             out,
             "switchboard_rejected_connections_total",
             Counter,
-            "Requests refused by reason: capacity (503), origin (403), bad_handshake (4xx).",
+            "Requests refused by reason: capacity (503), origin (403), bad_handshake (4xx), no_route (404/405), unauthorized (401), forbidden (403), per_ip and connect_rate (429).",
         );
         for (reason, read) in REJECT_REASONS {
             let n = self.sum(*read);
@@ -546,6 +570,10 @@ mod tests {
             ("switchboard_slow_consumers_total", "counter"),
             ("switchboard_heartbeat_reaped_total", "counter"),
             ("switchboard_handshake_timeouts_total", "counter"),
+            ("switchboard_forbidden_total", "counter"),
+            ("switchboard_rate_limited_total", "counter"),
+            ("switchboard_tokens_expired_total", "counter"),
+            ("switchboard_tokens_refreshed_total", "counter"),
             ("switchboard_frame_errors_total", "counter"),
             ("switchboard_open_fds", "gauge"),
             ("switchboard_fd_limit", "gauge"),

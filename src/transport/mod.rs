@@ -3,6 +3,7 @@
 //! the event loop reads and writes, the transports decide.
 //!
 //! Modules depend only on those listed before them.
+pub mod access;
 pub mod api;
 pub mod conn;
 pub mod cx;

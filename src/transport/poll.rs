@@ -14,6 +14,7 @@ use crate::hub::engine::{Answered, Subscription};
 use crate::hub::msg::Msg;
 use crate::hub::plan::{Item, Owed};
 use crate::hub::subs::LocalIndex;
+use crate::transport::access;
 use crate::transport::conn::{ConnState, Phase};
 use crate::transport::cx::Cx;
 use crate::transport::out::{Out, OutQueue};
@@ -31,7 +32,8 @@ pub fn start(
     cx: &mut Cx<'_>,
 ) -> Result<(), HandshakeError> {
     let channels = cursor::channels_of(req.query, cx.cfg.max_subscriptions)?;
-    let user = cursor::user_of(req.query)?;
+    // A poll is over within --poll-timeout; its token is checked when it comes.
+    let (user, _) = access::stream_who(&cx.shared.access, req, &channels)?;
     let since = query::first(req.query, "since");
     let resume = Resume::parse(since.as_deref().unwrap_or("")).ok_or(HandshakeError::Malformed(
         "since must be an id or a cursor (channel:id,...)",

@@ -310,7 +310,7 @@ fn upgrade(st: &mut ConnState, req: &Request<'_>, route: Route, cx: &mut Cx<'_>)
         Err(e) => return respond_error(st, e, cx),
     };
     let plan = if route == Route::Ws {
-        match ws::Plan::from_request(req, cx.cfg) {
+        match ws::Plan::from_request(req, cx.cfg, &cx.shared.access) {
             Ok(p) => Some(p),
             Err(e) => return respond_error(st, e, cx),
         }

@@ -4,12 +4,15 @@
 
 use std::sync::Arc;
 
+use crate::auth::limits::Bucket;
+use crate::auth::token::Claims;
 use crate::codec::cursor::write_cursor;
 use crate::codec::position::Since;
 use crate::codec::protocol::OpError;
 use crate::hub::engine::{Answer, EngineError, SubscribeReq, Subscription};
 use crate::hub::msg::Msg;
 use crate::hub::subs::{LocalIndex, Sub, SubRef};
+use crate::transport::access::{self, Right};
 use crate::transport::cx::Cx;
 use crate::transport::pending::{ConnId, PendingOp};
 
@@ -37,6 +40,18 @@ struct More {
     waiting: u32,
     /// What an HTTP stream (SSE, long-poll) or a held request needs.
     http: Option<HttpState>,
+    /// What the connection's token grants (tokens on).
+    grant: Option<Grant>,
+    /// Publishes taken against `--publish-rate`.
+    bucket: Bucket,
+}
+
+/// A connection's verified token, kept for as long as it lives.
+#[derive(Debug)]
+pub struct Grant {
+    pub claims: Claims,
+    /// The worker tick at which the connection is closed unless a refresh comes first.
+    pub expires: u32,
 }
 
 /// The HTTP side of a session.
@@ -104,6 +119,42 @@ impl Session {
             all.append(&mut m.subs);
         }
         all
+    }
+
+    /// The connection's token claims; `None` when tokens are off.
+    pub fn claims(&self) -> Option<&Claims> {
+        Some(&self.more.as_ref()?.grant.as_ref()?.claims)
+    }
+
+    /// The tick at which the token expires, if there is one.
+    pub fn expires(&self) -> Option<u32> {
+        Some(self.more.as_ref()?.grant.as_ref()?.expires)
+    }
+
+    /// Whether the token (if any) allows `right` on `channel`.
+    pub fn allows(&self, right: Right, channel: &str) -> bool {
+        access::allows(self.claims(), right, channel)
+    }
+
+    /// Sets (or, on a refresh, replaces) the connection's token.
+    pub fn set_grant(&mut self, claims: Claims, cx: &Cx<'_>) {
+        let secs = access::secs_left(&claims);
+        let ticks = (secs.saturating_mul(1000) / cx.tick_ms.max(1)).min(u64::from(u32::MAX / 2));
+        let expires = cx.now.saturating_add(ticks as u32);
+        self.more().grant = Some(Grant { claims, expires });
+    }
+
+    /// Takes one publish from the connection's bucket, or says in how many milliseconds one
+    /// is there (`--publish-rate`).
+    pub fn take_publish(&mut self, cx: &Cx<'_>) -> Result<(), u64> {
+        let Some(rate) = cx.shared.access.publish_rate else {
+            return Ok(());
+        };
+        let now = cx.shared.access.now_ms();
+        self.more()
+            .bucket
+            .try_take(rate, now)
+            .map_err(|wait| wait.millis().max(1))
     }
 
     pub fn user(&self) -> Option<&str> {
@@ -193,6 +244,7 @@ impl Session {
 pub fn op_error(e: &EngineError) -> OpError {
     match e {
         EngineError::Unavailable(why) => OpError::Unavailable(why.clone()),
+        EngineError::TooManyChannels => OpError::TooManyChannels,
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::transport::access::Access;
 use crate::transport::stats::WorkerStats;
 
 #[derive(Debug)]
@@ -21,6 +22,8 @@ pub struct Shared {
     pub open: AtomicUsize,
     pub shutting_down: AtomicBool,
     pub hub: Hub,
+    /// Tokens, per-address limits and the publish rate.
+    pub access: Access,
     /// One per worker, indexed by worker id.
     pub stats: Vec<Arc<WorkerStats>>,
 }

@@ -21,6 +21,7 @@ use crate::hub::engine::{Answered, Subscription};
 use crate::hub::msg::Msg;
 use crate::hub::plan::{Item, Owed};
 use crate::hub::subs::LocalIndex;
+use crate::transport::access;
 use crate::transport::conn::{ConnState, Phase};
 use crate::transport::cx::Cx;
 use crate::transport::out::{Out, OutQueue};
@@ -90,7 +91,7 @@ pub fn start(
     cx: &mut Cx<'_>,
 ) -> Result<(), HandshakeError> {
     let channels = cursor::channels_of(req.query, cx.cfg.max_subscriptions)?;
-    let user = cursor::user_of(req.query)?;
+    let (user, claims) = access::stream_who(&cx.shared.access, req, &channels)?;
     let raw = match query::first(req.query, "format").as_deref() {
         None | Some("json") => false,
         Some("raw") => true,
@@ -103,6 +104,10 @@ pub fn start(
     write_head(cx.wbuf, cors);
     let mut s = Session::default();
     s.raw = raw;
+    if let Some(claims) = claims {
+        // The stream ends when the token expires: EventSource reconnects with a new one.
+        s.set_grant(claims, cx);
+    }
     session::identify(cx, &mut s, user);
     // Subscribe to every channel before replaying any, so each replayed event's id is a
     // cursor over all of them; a channel's position starts just before its replay, so

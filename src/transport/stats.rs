@@ -22,6 +22,19 @@ pub struct WorkerStats {
     pub rejected_handshake: AtomicU64,
     /// Requests for an unknown path or with a method the path does not take (404/405).
     pub rejected_route: AtomicU64,
+    /// Stream requests without a valid token (401), and with channels it does not allow (403).
+    pub rejected_token: AtomicU64,
+    pub rejected_forbidden: AtomicU64,
+    /// Connections refused by a per-address limit: too many open, or connecting too fast.
+    pub rejected_per_ip: AtomicU64,
+    pub rejected_connect_rate: AtomicU64,
+    /// Operations refused on an open connection: not allowed by the token, over the
+    /// publish rate.
+    pub forbidden: AtomicU64,
+    pub rate_limited: AtomicU64,
+    /// Connections closed (4001) because their token expired without a refresh; refreshes.
+    pub tokens_expired: AtomicU64,
+    pub tokens_refreshed: AtomicU64,
     pub messages_in: AtomicU64,
     pub bytes_in: AtomicU64,
     pub deliveries: AtomicU64,
@@ -74,8 +87,18 @@ impl WorkerStats {
             HandshakeError::NotFound | HandshakeError::MethodNotAllowed => {
                 inc(&self.rejected_route)
             }
+            HandshakeError::Unauthorized(_) => inc(&self.rejected_token),
+            HandshakeError::Forbidden => inc(&self.rejected_forbidden),
+            HandshakeError::TooManyFromAddress | HandshakeError::TooManyClients => {
+                inc(&self.rejected_per_ip)
+            }
+            HandshakeError::ConnectingTooFast(_) => inc(&self.rejected_connect_rate),
             _ => inc(&self.rejected_handshake),
         }
+    }
+
+    pub fn count(c: &AtomicU64) {
+        inc(c);
     }
 
     pub fn message_in(&self, bytes: usize) {

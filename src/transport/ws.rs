@@ -1,6 +1,7 @@
 //! The channel protocol on `/ws`: what the URL asks for at connect time, each JSON operation
 //! a client sends afterwards, and the replies to operations the engine answers later.
 
+use crate::auth::token::Claims;
 use crate::codec::http::Request;
 use crate::codec::position::{Epoch, Since};
 use crate::codec::protocol::{self, Data, Op, OpError};
@@ -8,10 +9,12 @@ use crate::codec::query;
 use crate::config::Config;
 use crate::error::HandshakeError;
 use crate::hub::engine::{Answer, Answered, Subscription};
+use crate::transport::access::{self, Access, Right};
 use crate::transport::cx::Cx;
 use crate::transport::out::{Out, OutQueue};
 use crate::transport::pending::{PendingOp, WsOp};
 use crate::transport::session::{self, op_error, Ask, Session};
+use crate::transport::stats::WorkerStats;
 
 /// What `/ws?channel=a&channel=b&format=raw&user=u&since=N&epoch=E&presence=1` asks for.
 #[derive(Debug, Default)]
@@ -22,31 +25,38 @@ pub struct Plan {
     since: Option<u64>,
     epoch: Option<Epoch>,
     presence: bool,
-    /// With `--publish-token`, only connections that presented it may publish.
+    /// With `--api-key` and tokens off, only connections that presented the key may publish.
     may_publish: bool,
+    /// The connection's token (tokens on): its `sub` is the user.
+    claims: Option<Claims>,
 }
 
 impl Plan {
-    /// The plan of an upgrade request: its query, and whether it may publish (without
-    /// `--publish-token` everyone may; with it, the upgrade must carry
-    /// `Authorization: Bearer TOKEN` or, for browsers, which cannot set headers on a
-    /// WebSocket, `?token=TOKEN`).
-    pub fn from_request(req: &Request<'_>, cfg: &Config) -> Result<Plan, HandshakeError> {
+    /// The plan of an upgrade request: its query and who it is. With tokens on, the token
+    /// (`Authorization: Bearer` or, for browsers, which cannot set headers on a WebSocket,
+    /// `?token=`) is required and names the user; a raw client (no error replies) naming a
+    /// channel its token does not allow is refused (403). With tokens off and `--api-key`,
+    /// only a connection that presented the key may publish.
+    pub fn from_request(
+        req: &Request<'_>,
+        cfg: &Config,
+        access: &Access,
+    ) -> Result<Plan, HandshakeError> {
+        let claims = access.stream_claims(req)?;
         let mut plan = Plan::from_query(req.query, cfg)?;
-        plan.may_publish = match cfg.publish_token.as_deref() {
-            None => true,
-            Some(token) => {
-                let bearer = req
-                    .authorization
-                    .and_then(|a| a.strip_prefix("Bearer "))
-                    .map(str::trim);
-                let given = query::first(req.query, "token");
-                let ok = |g: &str| {
-                    crate::transport::api::constant_time_eq(g.as_bytes(), token.as_bytes())
-                };
-                bearer.is_some_and(ok) || given.as_deref().is_some_and(ok)
+        if let Some(c) = &claims {
+            if plan.raw && !plan.channels.iter().all(|ch| c.subscribe.allows(ch)) {
+                return Err(HandshakeError::Forbidden);
             }
+            plan.user = Some(c.sub.to_string());
+        }
+        plan.may_publish = match cfg.api_key.as_ref() {
+            None => true,
+            Some(key) => access::bearer(req).is_some_and(|g| {
+                crate::transport::api::constant_time_eq(g.as_bytes(), key.expose().as_bytes())
+            }),
         };
+        plan.claims = claims;
         Ok(plan)
     }
 
@@ -99,6 +109,9 @@ impl Plan {
 pub fn start(plan: Plan, s: &mut Session, outq: &mut Option<Box<OutQueue>>, cx: &mut Cx<'_>) {
     s.raw = plan.raw;
     s.may_publish = plan.may_publish;
+    if let Some(claims) = plan.claims {
+        s.set_grant(claims, cx);
+    }
     session::identify(cx, s, plan.user.map(String::into_boxed_str));
     let since = plan.since.map(|id| Since {
         id,
@@ -133,6 +146,11 @@ fn subscribe(
     outq: &mut Option<Box<OutQueue>>,
     cx: &mut Cx<'_>,
 ) {
+    if !s.allows(Right::Subscribe, sub.channel) {
+        WorkerStats::count(&cx.stats.forbidden);
+        let json = protocol::error_json(&OpError::Forbidden, sub.reference);
+        return Out::new(cx.wbuf, outq).text(&json);
+    }
     let ask = Ask {
         channel: sub.channel,
         since: sub.since,
@@ -229,8 +247,17 @@ pub fn on_message(
         }
         Op::Unsubscribe { channel } => session::unsubscribe(cx, s, &channel)
             .map(|()| protocol::unsubscribed_json(&channel, reference)),
-        Op::Publish { .. } if !s.may_publish => Err(OpError::Unauthorized),
+        Op::Publish { .. } if s.claims().is_none() && !s.may_publish => Err(OpError::Unauthorized),
+        Op::Publish { ref channel, .. } if !s.allows(Right::Publish, channel) => {
+            WorkerStats::count(&cx.stats.forbidden);
+            Err(OpError::Forbidden)
+        }
         Op::Publish { channel, data } => {
+            if let Err(ms) = s.take_publish(cx) {
+                WorkerStats::count(&cx.stats.rate_limited);
+                let json = protocol::error_json(&OpError::RateLimited(ms), reference);
+                return Out::new(cx.wbuf, outq).text(&json);
+            }
             let to = cx.reply_to();
             match cx.hub.publish(&channel, &Data::Json(data.get()), to) {
                 Answer::Now(r) => r
@@ -244,6 +271,13 @@ pub fn on_message(
                 }
             }
         }
+        Op::Presence { ref channel } | Op::History { ref channel, .. }
+            if !s.allows(Right::Subscribe, channel) =>
+        {
+            WorkerStats::count(&cx.stats.forbidden);
+            Err(OpError::Forbidden)
+        }
+        Op::Refresh { token } => refresh(s, &token, reference, outq, cx),
         Op::Presence { channel } => {
             let to = cx.reply_to();
             match cx.hub.engine.presence(&channel, to) {
@@ -282,6 +316,43 @@ pub fn on_message(
         Err(e) => protocol::error_json(&e, reference),
     };
     Out::new(cx.wbuf, outq).text(&json);
+}
+
+/// `{"op":"refresh","token":..}`: a newer token for the same user extends the connection;
+/// its permissions replace the old ones, and subscriptions they no longer allow end (each
+/// with an `unsubscribed`). A token that does not verify leaves the current one in place.
+fn refresh(
+    s: &mut Session,
+    token: &str,
+    reference: Option<&str>,
+    outq: &mut Option<Box<OutQueue>>,
+    cx: &mut Cx<'_>,
+) -> Result<String, OpError> {
+    let Some(verifier) = &cx.shared.access.verifier else {
+        return Err(OpError::InvalidToken("this server does not use tokens"));
+    };
+    let Some(current) = s.claims() else {
+        return Err(OpError::InvalidToken("this connection has no token"));
+    };
+    let next = verifier
+        .refresh(current, token, access::unix_now())
+        .map_err(|e| OpError::InvalidToken(e.reason()))?;
+    let exp = next.exp;
+    let dropped: Vec<String> = s
+        .subs()
+        .filter_map(|r| cx.index.name_of(r))
+        .filter(|name| !next.subscribe.allows(name))
+        .map(str::to_owned)
+        .collect();
+    s.set_grant(next, cx);
+    WorkerStats::count(&cx.stats.tokens_refreshed);
+    for channel in dropped {
+        if session::unsubscribe(cx, s, &channel).is_ok() {
+            let json = protocol::unsubscribed_json(&channel, None);
+            Out::new(cx.wbuf, outq).text(&json);
+        }
+    }
+    Ok(protocol::refreshed_json(exp, reference))
 }
 
 fn presence_reply(channel: &str, users: &[Box<str>], reference: Option<&str>) -> String {

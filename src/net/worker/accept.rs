@@ -3,7 +3,7 @@
 //! refuse cleanly, then a pause — never a spin on EMFILE).
 
 use std::io::{self, Write};
-use std::net::Shutdown;
+use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -40,14 +40,14 @@ impl Worker {
                 return;
             };
             match listener.accept() {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
                     self.stats.accepted.fetch_add(1, Ordering::Relaxed);
                     if self.fd_exhausted {
                         self.fd_exhausted = false;
                         self.reserve.restore();
                         info!("worker {}: descriptors available again, accepting", self.id);
                     }
-                    self.admit(stream);
+                    self.admit(stream, peer);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e)
@@ -98,15 +98,32 @@ impl Worker {
         }
     }
 
-    fn admit(&mut self, stream: TcpStream) {
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
         // Small frames must not wait for Nagle.
         let _ = stream.set_nodelay(true);
         if !self.shared.try_claim() {
-            self.reject_at_capacity(stream);
+            self.reject(stream, HandshakeError::AtCapacity);
             return;
         }
-        if self.insert(stream, false).is_none() {
-            self.shared.release();
+        let client = match self.shared.access.admit(peer.ip()) {
+            Ok(c) => c,
+            Err(e) => {
+                self.shared.release();
+                debug!("worker {}: refused {peer}: {}", self.id, e.reason());
+                self.reject(stream, e);
+                return;
+            }
+        };
+        match self.insert(stream, false) {
+            Some(key) => {
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.st.client = client;
+                }
+            }
+            None => {
+                self.shared.access.release(client);
+                self.shared.release();
+            }
         }
     }
 
@@ -136,15 +153,15 @@ impl Worker {
         Some(key)
     }
 
-    /// At `--max-connections`: answer 503 at once and keep the socket only long enough for
-    /// the client to read it.
-    fn reject_at_capacity(&mut self, mut stream: TcpStream) {
+    /// At `--max-connections` or a per-address limit: answer at once (503, 429) and keep
+    /// the socket only long enough for the client to read it.
+    fn reject(&mut self, mut stream: TcpStream, why: HandshakeError) {
         let mut resp = Vec::new();
-        http::write_error(&mut resp, HandshakeError::AtCapacity);
+        http::write_error(&mut resp, why);
         let _ = stream.write(&resp);
         let _ = stream.shutdown(Shutdown::Write);
-        debug!("worker {}: at capacity, refused a connection", self.id);
-        self.stats.refused(HandshakeError::AtCapacity);
+        debug!("worker {}: refused a connection: {}", self.id, why.reason());
+        self.stats.refused(why);
         if self.lingering_rejects >= self.shared.lingering_rejects {
             return;
         }

@@ -30,6 +30,7 @@ use crate::net::conn::Conn;
 use crate::net::sys::ReserveFd;
 use crate::net::timer::{self, Wheel};
 use crate::net::token::{self, WAKER};
+use crate::transport::access::HttpBuckets;
 use crate::transport::pending::Pending;
 use crate::transport::shared::Shared;
 use crate::transport::stats::WorkerStats;
@@ -75,6 +76,8 @@ pub struct Worker {
     index: LocalIndex,
     /// Requests waiting for the engine's later answer.
     pending: Pending,
+    /// Publish buckets of plain HTTP connections.
+    buckets: HttpBuckets,
     /// Deliveries being drained, and who is owed which.
     batch: Batch,
     commands_left: bool,
@@ -89,19 +92,23 @@ pub struct Worker {
 /// it can be used while that connection is borrowed from the slab.
 macro_rules! cx {
     ($w:expr, $key:expr, $gen:expr) => {
-        $crate::transport::cx::Cx::new(
-            &$w.shared,
-            &mut $w.wbuf,
-            &mut $w.index,
-            &mut $w.pending,
-            &$w.stats,
-            $w.now,
-            $crate::transport::pending::ConnId {
+        $crate::transport::cx::Cx {
+            shared: &$w.shared,
+            cfg: &$w.shared.cfg,
+            hub: &$w.shared.hub,
+            wbuf: &mut $w.wbuf,
+            now: $w.now,
+            tick_ms: $crate::net::timer::TICK_MS,
+            index: &mut $w.index,
+            pending: &mut $w.pending,
+            who: $crate::transport::pending::ConnId {
                 worker: $w.id,
                 key: $key as u32,
                 gen: $gen,
             },
-        )
+            stats: &$w.stats,
+            buckets: &mut $w.buckets,
+        }
     };
 }
 pub(crate) use cx;
@@ -141,6 +148,7 @@ impl Worker {
             revisit: Vec::new(),
             index: LocalIndex::default(),
             pending: Pending::default(),
+            buckets: HttpBuckets::default(),
             batch: Batch::default(),
             commands_left: false,
             reserve: ReserveFd::new(),

@@ -108,6 +108,7 @@ impl Worker {
         }
         let mut conn = self.conns.remove(key);
         self.wheel.cancel(key);
+        self.buckets.forget(key);
         let _ = self.poll.registry().deregister(&mut conn.socket);
         if let Some(mut s) = conn.st.session.take() {
             session::end(&mut cx!(self, key, conn.gen), &mut s);
@@ -118,6 +119,7 @@ impl Worker {
         if conn.st.rejected {
             self.lingering_rejects = self.lingering_rejects.saturating_sub(1);
         } else {
+            self.shared.access.release(conn.st.client);
             self.shared.release();
         }
     }

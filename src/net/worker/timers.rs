@@ -31,7 +31,25 @@ impl Worker {
         }
         let gen = conn.gen;
         let st = &mut conn.st;
+        let expired = st
+            .session
+            .as_ref()
+            .and_then(|s| s.expires())
+            .is_some_and(|at| now >= at);
         let verdict = match (st.phase, st.transport) {
+            (Phase::Open, Some(Route::Ws)) if expired => {
+                debug!("worker {}: a token expired", self.id);
+                self.stats.tokens_expired.fetch_add(1, Ordering::Relaxed);
+                let out = &mut Out::new(&mut self.wbuf, &mut st.outq);
+                out.close(close_code::TOKEN_EXPIRED, "token expired");
+                st.set_phase(Phase::Closing, now);
+                Verdict::Keep
+            }
+            (Phase::Open, Some(Route::Sse)) if expired => {
+                self.stats.tokens_expired.fetch_add(1, Ordering::Relaxed);
+                st.set_phase(Phase::Finishing, now);
+                Verdict::Keep
+            }
             (Phase::Request, _) if now >= st.phase_since + t.handshake => {
                 debug!("worker {}: request timeout", self.id);
                 self.stats
@@ -217,8 +235,17 @@ fn seed() -> u64 {
         .finish()
 }
 
-/// The tick at which a connection next needs attention.
+/// The tick at which a connection next needs attention: what its phase waits for, or its
+/// token's expiry if that comes first.
 pub(super) fn next_check(st: &ConnState, t: &Ticks, now: u32) -> u32 {
+    let due = phase_check(st, t, now);
+    match (st.phase, st.session.as_ref().and_then(|s| s.expires())) {
+        (Phase::Open, Some(at)) => due.min(at),
+        _ => due,
+    }
+}
+
+fn phase_check(st: &ConnState, t: &Ticks, now: u32) -> u32 {
     match (st.phase, st.transport) {
         (Phase::Request, _) => st.phase_since + t.handshake,
         (Phase::Closing | Phase::Finishing, _) => st.phase_since + t.close,

@@ -17,7 +17,11 @@ use channels::{
     history, history_reply, presence, presence_batch, presence_reply, publish, published,
     users_reply,
 };
-use reply::{unavailable, ApiError, Asked, Reply, JSON};
+use reply::{unavailable, ApiError, Asked, Caller, Reply, JSON};
+
+use crate::codec::protocol::{self, OpError};
+use crate::transport::access::Right;
+use crate::transport::stats::WorkerStats;
 
 pub use channels::MAX_PRESENCE_BATCH;
 pub use reply::constant_time_eq;
@@ -69,6 +73,10 @@ pub fn respond(
     cx: &mut Cx<'_>,
 ) -> Responded {
     let to = cx.reply_to();
+    if let Err(e) = admit(route, param, req, cx) {
+        write(cx.wbuf, Err(e), req.method == "HEAD", keep_alive, cors);
+        return Responded::Done;
+    }
     let asked = match route {
         Route::Healthz => Asked::Now(health(cx)),
         Route::Demo => Asked::Now(Ok((200, "text/html; charset=utf-8", DEMO_PAGE.into()))),
@@ -77,7 +85,7 @@ pub fn respond(
         Route::Presence => presence(param, cx),
         Route::PresenceBatch => presence_batch(req, cx),
         Route::UserSend => users::send(param, req, body, cx),
-        Route::UserDisconnect => users::disconnect(param, req, cx),
+        Route::UserDisconnect => users::disconnect(param, cx),
         Route::UserInfo => users::info(param, cx),
         Route::Metrics => {
             let mut text = String::with_capacity(8 * 1024);
@@ -102,15 +110,45 @@ pub fn respond(
     }
 }
 
+/// Who may call an API route, checked before it runs: the caller (API key, user token, or
+/// open), its right on the channel (a user token's claims: publish for `/publish`,
+/// subscribe for `/history` and `/presence`), the operator for the user routes and the
+/// batch presence query, and the publish rate for callers other than the API key.
+fn admit(route: Route, param: &str, req: &Request<'_>, cx: &mut Cx<'_>) -> Result<(), ApiError> {
+    let right = match route {
+        Route::Publish => Some(Right::Publish),
+        Route::History | Route::Presence => Some(Right::Subscribe),
+        Route::PresenceBatch | Route::UserSend | Route::UserDisconnect | Route::UserInfo => None,
+        _ => return Ok(()),
+    };
+    let caller = Caller::of(req, cx.cfg, &cx.shared.access)?;
+    match right {
+        // An invalid name is the handler's 400.
+        Some(right) if protocol::valid_channel(param) => caller.may(right, param)?,
+        Some(_) => {}
+        None => caller.operator()?,
+    }
+    if route == Route::Publish && !matches!(caller, Caller::Key) {
+        if let Err(ms) = cx.buckets.take(cx.who, &cx.shared.access) {
+            WorkerStats::count(&cx.stats.rate_limited);
+            let mut e = ApiError::new(429, "rate_limited", OpError::RateLimited(ms).reason());
+            e.retry_after = Some(ms.div_ceil(1000).max(1));
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
 /// Writes a reply as a complete response.
 fn write(out: &mut Vec<u8>, reply: Reply, head_only: bool, keep_alive: bool, cors: &str) {
     let (status, ctype, body, extra) = match reply {
-        Ok((status, ctype, body)) => (status, ctype, body, ""),
+        Ok((status, ctype, body)) => (status, ctype, body, String::new()),
         Err(e) => {
-            let extra = match e.status {
-                401 => "WWW-Authenticate: Bearer\r\n",
-                503 => "Retry-After: 1\r\n",
-                _ => "",
+            let extra = match (e.status, e.retry_after) {
+                (401, _) => "WWW-Authenticate: Bearer realm=\"switchboard\"\r\n".into(),
+                (_, Some(s)) => format!("Retry-After: {s}\r\n"),
+                (503, _) => "Retry-After: 1\r\n".into(),
+                _ => String::new(),
             };
             (e.status, JSON, e.json(), extra)
         }

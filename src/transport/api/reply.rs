@@ -3,10 +3,12 @@
 
 use serde_json::value::RawValue;
 
+use crate::auth::token::Claims;
 use crate::codec::http::Request;
-use crate::codec::protocol::{self, Data};
+use crate::codec::protocol::{self, Data, OpError};
 use crate::config::Config;
 use crate::hub::engine::{Answer, EngineError};
+use crate::transport::access::{self, Access, Right};
 use crate::transport::pending::HttpOp;
 
 pub const JSON: &str = "application/json";
@@ -15,6 +17,8 @@ pub struct ApiError {
     pub status: u16,
     pub code: &'static str,
     pub reason: String,
+    /// Seconds for `Retry-After` (a 429).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -23,6 +27,7 @@ impl ApiError {
             status,
             code,
             reason: reason.into(),
+            retry_after: None,
         }
     }
 
@@ -45,9 +50,14 @@ pub enum Asked {
     Later(HttpOp),
 }
 
-/// An engine out of reach: `503 {"error":"unavailable"}` (with `Retry-After`).
+/// An engine's refusal: `503 {"error":"unavailable"}` when it is out of reach,
+/// `503 {"error":"too_many_channels"}` at `--max-channels` (both with `Retry-After`).
 pub fn unavailable(e: &EngineError) -> ApiError {
-    ApiError::new(503, "unavailable", e.reason())
+    let code = match e {
+        EngineError::Unavailable(_) => "unavailable",
+        EngineError::TooManyChannels => "too_many_channels",
+    };
+    ApiError::new(503, code, e.reason())
 }
 
 /// Turns an engine call into a reply now, or a later one to wait for as `op`.
@@ -74,23 +84,63 @@ pub fn channel(param: &str) -> Result<&str, ApiError> {
     }
 }
 
-/// With `--publish-token`, the request must carry `Authorization: Bearer TOKEN` (401).
-pub fn authorized(req: &Request<'_>, cfg: &Config) -> Result<(), ApiError> {
-    let Some(token) = cfg.publish_token.as_deref() else {
-        return Ok(());
-    };
-    let given = req
-        .authorization
-        .and_then(|a| a.strip_prefix("Bearer "))
-        .map(str::trim);
-    if given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            401,
-            "unauthorized",
-            "missing or wrong bearer token",
-        ))
+/// Who an API request speaks for.
+#[derive(Debug)]
+pub enum Caller {
+    /// Neither `--api-key` nor tokens are set: the API is open.
+    Open,
+    /// The API key: the operator's backend, allowed everything and not rate limited.
+    Key,
+    /// A user's connection token (tokens on): its claims decide, channel by channel.
+    User(Claims),
+}
+
+impl Caller {
+    /// The caller of a request: the API key as its bearer token, or with tokens on a user
+    /// token that verifies; with neither configured, anyone. Otherwise `401`.
+    pub fn of(req: &Request<'_>, cfg: &Config, access: &Access) -> Result<Caller, ApiError> {
+        let given = access::bearer(req);
+        if let (Some(key), Some(g)) = (&cfg.api_key, &given) {
+            if constant_time_eq(g.as_bytes(), key.expose().as_bytes()) {
+                return Ok(Caller::Key);
+            }
+        }
+        let unauthorized = |why: &str| Err(ApiError::new(401, "unauthorized", why));
+        match (&access.verifier, given) {
+            (None, _) if cfg.api_key.is_none() => Ok(Caller::Open),
+            (Some(v), Some(g)) => match v.verify(&g, access::unix_now()) {
+                Ok(claims) => Ok(Caller::User(claims)),
+                Err(e) => unauthorized(e.reason()),
+            },
+            (Some(_), None) => unauthorized("an API key or a user token is required"),
+            (None, _) => unauthorized("missing or wrong API key (Authorization: Bearer)"),
+        }
+    }
+
+    /// Whether the caller may `right` on `channel` (`403 forbidden` if not).
+    pub fn may(&self, right: Right, channel: &str) -> Result<(), ApiError> {
+        let claims = match self {
+            Caller::User(c) => Some(c),
+            _ => None,
+        };
+        if access::allows(claims, right, channel) {
+            Ok(())
+        } else {
+            Err(ApiError::new(403, "forbidden", OpError::Forbidden.reason()))
+        }
+    }
+
+    /// The user routes and the batch presence query answer about anyone: the operator's
+    /// (or, open, anyone's), never a user token's (`403`).
+    pub fn operator(&self) -> Result<(), ApiError> {
+        match self {
+            Caller::Open | Caller::Key => Ok(()),
+            Caller::User(_) => Err(ApiError::new(
+                403,
+                "forbidden",
+                "this route needs the API key, not a user token",
+            )),
+        }
     }
 }
 
