@@ -243,7 +243,7 @@ struct Flags {
 
 /// What `--help` shows as the default of flags without one clap could print: the value is
 /// worked out at start, or the feature is off. (Arg id, text.)
-fn computed_defaults() -> [(&'static str, String); 13] {
+fn computed_defaults() -> [(&'static str, String); 14] {
     [
         ("redis", "none (a single node, in memory)".into()),
         ("node_id", "host name and process id".into()),
@@ -261,6 +261,7 @@ fn computed_defaults() -> [(&'static str, String); 13] {
         ),
         ("token_audience", "none".into()),
         ("publish_burst", "the rate".into()),
+        ("limit_loopback", "off".into()),
     ]
 }
 
@@ -614,10 +615,22 @@ mod tests {
                 long.to_ascii_uppercase().replace('-', "_")
             );
             assert_eq!(arg.get_env().and_then(|e| e.to_str()), Some(env.as_str()));
+            // A flag with a value is shown as `--flag <VALUE>`, a switch as `--flag` alone.
+            let shown = if arg.get_action().takes_values() {
+                format!("--{long} <")
+            } else {
+                format!("--{long}\n")
+            };
             let block = help
-                .split(&format!("--{long} <"))
+                .split(&shown)
                 .nth(1)
-                .and_then(|rest| rest.lines().nth(1))
+                .and_then(|rest| {
+                    let mut lines = rest.lines();
+                    if arg.get_action().takes_values() {
+                        lines.next();
+                    }
+                    lines.next()
+                })
                 .unwrap_or_else(|| panic!("--{long} missing from\n{help}"));
             assert!(
                 block.contains(&format!("[env: {env}]")),

@@ -30,8 +30,9 @@ mod tests {
     #[test]
     fn conn_stays_small() {
         // The per-idle-connection budget is 256 bytes of RSS in total; the slab entry is the
-        // bulk of it.
+        // bulk of it. 80 in a debug build (mio's sockets carry a selector id there), 64 in
+        // release; the last 8 are the client address the per-address limits count.
         let size = std::mem::size_of::<Conn>();
-        assert!(size <= 72, "Conn grew to {size} bytes");
+        assert!(size <= 80, "Conn grew to {size} bytes");
     }
 }
