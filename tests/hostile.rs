@@ -654,7 +654,15 @@ fn a_client_that_never_reads_its_echoes_is_paused_and_memory_stays_bounded() {
     /// How long a write may make no progress before the client counts itself paused.
     const STALL: Duration = Duration::from_secs(1);
 
-    let server = Server::start(&["--max-outbound-bytes", "262144", "--close-timeout", "60"]);
+    // Publishing as fast as the connection goes: no publish rate.
+    let server = Server::start(&[
+        "--max-outbound-bytes",
+        "262144",
+        "--close-timeout",
+        "60",
+        "--publish-rate",
+        "0",
+    ]);
     let addr = server.addr();
     let mut other = Client::connect(addr, "/echo");
     echo_ok(&mut other, "before the hog");

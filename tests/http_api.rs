@@ -276,9 +276,9 @@ fn publish_token_is_required_when_set() {
     for headers in refused {
         let resp = http.request("POST", "/publish/auth", headers, b"nope");
         assert_api_error(&resp, 401, "unauthorized");
-        assert_eq!(
-            resp.header("www-authenticate"),
-            Some("Bearer"),
+        assert!(
+            resp.header("www-authenticate")
+                .is_some_and(|h| h.starts_with("Bearer")),
             "{headers:?}: {resp:?}"
         );
     }

@@ -367,7 +367,7 @@ fn api_errors_have_json_bodies() {
     let mut http = HttpConn::connect(addr);
     let auth = "Authorization: Bearer s3cret";
     let json_type = "Content-Type: application/json";
-    let cases: [ApiCase<'_>; 6] = [
+    let cases: [ApiCase<'_>; 7] = [
         (
             "POST",
             "/publish/c",
@@ -395,7 +395,7 @@ fn api_errors_have_json_bodies() {
         (
             "GET",
             "/history/c?since=x",
-            vec![],
+            vec![auth],
             b"",
             400,
             "invalid_since",
@@ -403,12 +403,13 @@ fn api_errors_have_json_bodies() {
         (
             "GET",
             "/history/c?limit=x",
-            vec![],
+            vec![auth],
             b"",
             400,
             "invalid_limit",
         ),
-        ("GET", "/presence", vec![], b"", 400, "missing_user"),
+        ("GET", "/presence", vec![auth], b"", 400, "missing_user"),
+        ("GET", "/history/c", vec![], b"", 401, "unauthorized"),
     ];
     for (method, path, extra, body, status, code) in cases {
         let resp = http.request(method, path, &extra, body);

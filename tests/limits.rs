@@ -1,163 +1,113 @@
-//! Capacity and size limits at the HTTP layer: 503 + Retry-After at --max-connections and
-//! recovery when a slot frees; 431 for a header block over --max-header-bytes.
+//! The abuse limits against the real server: connections per client address and the connect
+//! rate (429 before anything is read, recovered from when the client backs off), and the
+//! publish rate per connection (`rate_limited` on /ws, 429 with `Retry-After` over HTTP, the
+//! API key exempt). Loopback is counted only with `--limit-loopback`, which these tests give.
 
 mod common;
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::SocketAddr;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use serde_json::json;
 
 use common::*;
 
-/// Reads the 503 an over-capacity connection gets right after accept, without sending a
-/// request first (so the server's close cannot race with unread request bytes).
-fn expect_503(addr: SocketAddr) {
-    let mut stream = tcp(addr);
-    let mut buf = Vec::new();
-    let resp = read_response(&mut stream, &mut buf);
-    assert_eq!(resp.status, 503, "expected 503 at capacity, got {resp:?}");
-    let retry = resp.header("retry-after").unwrap_or_default();
-    assert!(!retry.is_empty(), "503 without Retry-After: {resp:?}");
-    assert_error_shape(&resp);
-    assert_closed(&mut stream, &buf);
+/// The status a fresh connection's `GET /healthz` gets.
+fn healthz_status(server: &Server) -> (u16, Option<String>, std::net::TcpStream) {
+    let (resp, stream, _) =
+        http_exchange(server.addr(), b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    let retry = resp.header("retry-after").map(str::to_owned);
+    (resp.status, retry, stream)
 }
 
-/// One upgrade attempt that reports failure instead of panicking: `Ok` with the client on a
-/// 101, `Err` with what happened otherwise (a 503, or the connection closing).
-fn try_upgrade(addr: SocketAddr) -> Result<Client, String> {
-    let (req, key) = upgrade_request("/echo", &[]);
-    let mut stream = tcp(addr);
-    // A rejected connection may be closed before the request is written; keep reading.
-    let _ = stream.write_all(req.as_bytes());
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        match stream.read(&mut chunk) {
-            Ok(0) => return Err(format!("closed after {:?}", String::from_utf8_lossy(&buf))),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("{e} after {:?}", String::from_utf8_lossy(&buf))),
+#[test]
+fn connections_per_address_are_capped_and_a_closed_one_makes_room() {
+    let server = Server::start(&[
+        "--max-connections-per-ip",
+        "3",
+        "--connect-rate",
+        "0",
+        "--limit-loopback",
+    ]);
+    let mut held: Vec<_> = (0..3).map(|_| healthz_status(&server)).collect();
+    assert!(held.iter().all(|(s, _, _)| *s == 200));
+    let (status, _, _) = healthz_status(&server);
+    assert_eq!(status, 429);
+    // Closing one makes room once the server has seen it go.
+    let (_, _, gone) = held.pop().expect("three");
+    gone.shutdown(std::net::Shutdown::Both).expect("close");
+    drop(gone);
+    poll_until(Duration::from_secs(5), "a freed slot", || {
+        (healthz_status(&server).0 == 200).then_some(())
+    });
+    let per_ip = "switchboard_rejected_connections_total{reason=\"per_ip\"}";
+    drop(held);
+    assert!(metric(server.addr(), per_ip) >= 1.0);
+}
+
+#[test]
+fn loopback_is_not_counted_unless_asked() {
+    let server = Server::start(&["--max-connections-per-ip", "2", "--connect-rate", "1"]);
+    let held: Vec<_> = (0..5).map(|_| healthz_status(&server)).collect();
+    assert!(held.iter().all(|(s, _, _)| *s == 200), "loopback is exempt");
+}
+
+#[test]
+fn connecting_too_fast_is_429_with_retry_after_and_backing_off_works() {
+    let server = Server::start(&["--connect-rate", "2", "--limit-loopback"]);
+    let statuses: Vec<(u16, Option<String>)> = (0..3)
+        .map(|_| {
+            let (s, r, _) = healthz_status(&server);
+            (s, r)
+        })
+        .collect();
+    assert_eq!(statuses[0].0, 200);
+    assert_eq!(statuses[1].0, 200);
+    assert_eq!(statuses[2], (429, Some("1".to_owned())), "{statuses:?}");
+    // One token comes back every half second.
+    poll_until(Duration::from_secs(5), "a refilled bucket", || {
+        (healthz_status(&server).0 == 200).then_some(())
+    });
+}
+
+#[test]
+fn publishes_are_rate_limited_per_connection_and_the_api_key_is_not() {
+    let server = Server::start(&["--publish-rate", "2", "--api-key", "k"]);
+    let mut ws = ws_connect(server.addr(), "token=k");
+    let mut codes = Vec::new();
+    for i in 0..3 {
+        ws.send_json(&json!({"op":"publish","channel":"c","data":i,"ref":i}));
+        let v = ws.read_json();
+        codes.push(v["type"].as_str().unwrap_or_default().to_owned());
+        if i == 2 {
+            assert_eq!(v["code"], "rate_limited", "{v}");
+            let wait = v["retry_after_ms"].as_u64().expect("a wait");
+            assert!((1..=500).contains(&wait), "{v}");
         }
     }
-    if !buf.starts_with(b"HTTP/1.1 101") {
-        return Err(String::from_utf8_lossy(&buf).into_owned());
+    assert_eq!(codes, ["published", "published", "error"]);
+    // Another connection has its own bucket.
+    let mut other = ws_connect(server.addr(), "token=k");
+    other.send_json(&json!({"op":"publish","channel":"c","data":"x"}));
+    assert_eq!(other.read_json()["type"], "published");
+
+    // HTTP: the key is the operator's backend, never limited.
+    let mut http = HttpConn::connect(server.addr());
+    for _ in 0..20 {
+        let r = http.request("POST", "/publish/c", &["Authorization: Bearer k"], b"x");
+        assert_eq!(r.status, 200);
     }
-    // The head is complete in `buf`, so this parses without reading more.
-    let resp = read_response(&mut stream, &mut buf);
-    assert_101(&resp, &key);
-    Ok(Client::from_parts(stream, buf, resp))
-}
-
-#[test]
-fn at_capacity_new_connections_get_503_and_a_freed_slot_is_reused() {
-    // A long close timeout: once both sides have closed, the slot must be free at once,
-    // not when the closing connection's timer runs out.
-    let server = Server::start(&["--max-connections", "2", "--close-timeout", "30"]);
-    let mut first = Client::connect(server.addr(), "/echo");
-    let mut second = Client::connect(server.addr(), "/echo");
-
-    for _ in 0..3 {
-        expect_503(server.addr());
-    }
-    // The connections already admitted are unaffected.
-    first.send_text("one");
-    first.expect_text("one");
-    second.send_text("two");
-    second.expect_text("two");
-
-    first.close_cleanly(1000);
-
-    // The server frees the slot when it handles the close; there is no event to wait on
-    // from outside, so retry briefly.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut third = loop {
-        match try_upgrade(server.addr()) {
-            Ok(client) => break client,
-            Err(what) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "no slot became free after a client left; last attempt: {what}"
-                );
-                thread::sleep(Duration::from_millis(50));
-            }
-        }
-    };
-    third.send_text("three");
-    third.expect_text("three");
-
-    // Full again.
-    expect_503(server.addr());
-    second.send_text("still two");
-    second.expect_text("still two");
-}
-
-#[test]
-fn an_abruptly_dropped_connection_frees_its_slot() {
-    let server = Server::start(&["--max-connections", "1", "--close-timeout", "30"]);
-    let first = Client::connect(server.addr(), "/echo");
-    expect_503(server.addr());
-    drop(first); // TCP close without a close handshake
-
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut next = loop {
-        match try_upgrade(server.addr()) {
-            Ok(client) => break client,
-            Err(what) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "the slot of a dropped connection was never freed; last attempt: {what}"
-                );
-                thread::sleep(Duration::from_millis(50));
-            }
-        }
-    };
-    next.send_binary(b"ok");
-    next.expect_binary(b"ok");
-}
-
-#[test]
-fn header_block_over_the_limit_is_431() {
-    let server = Server::start(&["--max-header-bytes", "1024"]);
-    let filler = format!("X-Filler: {}", "f".repeat(2000));
-    let (req, _key) = upgrade_request("/echo", &[&filler]);
-    assert_error_response(server.addr(), req.as_bytes(), 431);
-
-    // Many small headers add up the same way.
-    let many: Vec<String> = (0..100).map(|i| format!("X-H{i}: value-{i}")).collect();
-    let many: Vec<&str> = many.iter().map(String::as_str).collect();
-    let (req, _key) = upgrade_request("/echo", &many);
-    assert!(req.len() > 1500);
-    assert_error_response(server.addr(), req.as_bytes(), 431);
-}
-
-#[test]
-fn unterminated_header_block_over_the_limit_is_431() {
-    let server = Server::start(&["--max-header-bytes", "1024"]);
-    // No CRLFCRLF ever comes: the server must not wait for it once past the limit.
-    let mut req = String::from("GET /echo HTTP/1.1\r\nHost: localhost\r\n");
-    req.push_str(&format!("X-Filler: {}\r\n", "f".repeat(2000)));
-    assert_error_response(server.addr(), req.as_bytes(), 431);
-}
-
-#[test]
-fn header_block_under_the_limit_is_accepted() {
-    let server = Server::start(&["--max-header-bytes", "1024"]);
-    let filler = format!("X-Filler: {}", "f".repeat(500));
-    let mut c = Client::connect_with(server.addr(), "/echo", &[&filler]);
-    c.send_text("fits");
-    c.expect_text("fits");
-}
-
-#[test]
-fn default_header_limit_is_8_kib() {
-    let server = Server::start(&[]);
-    let filler = format!("X-Filler: {}", "f".repeat(6000));
-    let mut c = Client::connect_with(server.addr(), "/echo", &[&filler]);
-    c.send_text("fits");
-    c.expect_text("fits");
-
-    let filler = format!("X-Filler: {}", "f".repeat(10_000));
-    let (req, _key) = upgrade_request("/echo", &[&filler]);
-    assert_error_response(server.addr(), req.as_bytes(), 431);
+    let open = Server::start(&["--publish-rate", "2", "--publish-burst", "3"]);
+    let mut http = HttpConn::connect(open.addr());
+    let statuses: Vec<u16> = (0..4)
+        .map(|_| http.request("POST", "/publish/c", &[], b"x").status)
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    let r = http.request("POST", "/publish/c", &[], b"x");
+    assert_api_error(&r, 429, "rate_limited");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    // The connection is still good, and the rate comes back.
+    poll_until(Duration::from_secs(5), "a refilled bucket", || {
+        (http.request("POST", "/publish/c", &[], b"x").status == 200).then_some(())
+    });
+    assert!(metric(open.addr(), "switchboard_rate_limited_total") >= 2.0);
 }
