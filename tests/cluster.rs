@@ -461,3 +461,29 @@ fn two_shards_split_the_channels() {
         assert!(n > 0, "every shard holds some channels");
     }
 }
+
+#[test]
+fn a_node_holds_subscriptions_to_at_most_max_channels() {
+    let redis = Redis::start();
+    let a = node(&[&redis], &["--max-channels", "2"]);
+    let mut c = ws_connect(a.addr(), "");
+    for (i, ch) in ["m1", "m2", "m3"].iter().enumerate() {
+        c.send_json(&json!({"op":"subscribe","channel":ch,"ref":i}));
+    }
+    // The refusal needs no round trip to Redis, so it may come first: in ref order.
+    let mut replies: Vec<Value> = (0..3).map(|_| c.read_json()).collect();
+    replies.sort_by_key(|v| v["ref"].as_u64());
+    assert_eq!(replies[0]["type"], "subscribed");
+    assert_eq!(replies[1]["type"], "subscribed");
+    assert_eq!(replies[2]["code"], "too_many_channels", "{}", replies[2]);
+    // Publishing needs no node-local channel: still fine.
+    publish(&mut HttpConn::connect(a.addr()), "m9", json!(1));
+    c.send_json(&json!({"op":"unsubscribe","channel":"m1"}));
+    assert_eq!(c.read_json()["type"], "unsubscribed");
+    // The node forgets m1 once Redis confirms; then m3 fits.
+    poll_until(Duration::from_secs(5), "room for a channel", || {
+        c.send_json(&json!({"op":"subscribe","channel":"m3"}));
+        let v = c.read_json();
+        (v["type"] == "subscribed").then_some(())
+    });
+}

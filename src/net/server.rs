@@ -105,6 +105,7 @@ impl Server {
             let settings = Settings {
                 history_size: cfg.history_size,
                 history_ttl_s: cfg.history_ttl.as_secs(),
+                max_channels: cfg.max_channels,
                 node: cfg.node_id.as_str().into(),
                 presence_ttl: cfg.presence_ttl,
             };

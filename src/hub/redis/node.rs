@@ -62,6 +62,8 @@ pub struct Node {
     workers: Workers,
     /// Entries a replay or a fill reads at most (the history kept per channel).
     history_size: usize,
+    /// Channels with local subscribers at most (`--max-channels`).
+    max_channels: usize,
     chans: HashMap<Box<str>, Chan>,
     reads: HashMap<u64, Read>,
     next_tag: u64,
@@ -74,10 +76,11 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn new(workers: Workers, history_size: usize) -> Node {
+    pub fn new(workers: Workers, history_size: usize, max_channels: usize) -> Node {
         Node {
             workers,
             history_size,
+            max_channels,
             chans: HashMap::new(),
             reads: HashMap::new(),
             next_tag: 1,
@@ -111,6 +114,10 @@ impl Node {
         user: Option<Box<str>>,
         reply: ReplyTo,
     ) {
+        if self.chans.len() >= self.max_channels && !self.chans.contains_key(channel) {
+            let refused = Answered::Subscribed(Err(EngineError::TooManyChannels));
+            return link::answer(&self.workers, reply, refused);
+        }
         let workers = self.workers.len();
         let next_id = &mut self.next_channel_id;
         let ch = self.chans.entry(channel.into()).or_insert_with(|| {

@@ -61,6 +61,8 @@ pub enum Request {
 pub struct Settings {
     pub history_size: usize,
     pub history_ttl_s: u64,
+    /// Channels this node may have subscribers for at once (`--max-channels`).
+    pub max_channels: usize,
     /// This node's name (its registry entries and inbox).
     pub node: Box<str>,
     /// How long a presence or registry entry lives without a refresh.

@@ -76,7 +76,11 @@ impl Thread {
             poll,
             rx,
             shards,
-            node: Node::new(workers.clone(), settings.history_size),
+            node: Node::new(
+                workers.clone(),
+                settings.history_size,
+                settings.max_channels,
+            ),
             workers,
             inbox: presence::inbox(&settings.node),
             users: Users::new(&settings.node, settings.presence_ttl),
