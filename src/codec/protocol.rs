@@ -143,7 +143,7 @@ impl OpError {
             OpError::InvalidToken(why) => format!("token refused: {why}"),
             OpError::Forbidden => "the connection's token does not allow this channel".into(),
             OpError::RateLimited(ms) => {
-                format!("publishing too fast (--publish-rate); retry in {ms} ms")
+                format!("too many publishes (--publish-rate); retry in {ms} ms")
             }
             OpError::TooManyChannels => "too many channels on the server (--max-channels)".into(),
             OpError::Unavailable(why) => format!("service unavailable: {why}"),
@@ -489,7 +489,7 @@ mod tests {
         assert_eq!(err(r#"{"op":"refresh"}"#).0, OpError::MissingField("token"));
         assert_eq!(
             error_json(&OpError::RateLimited(250), Some("7")),
-            r#"{"type":"error","code":"rate_limited","reason":"publishing too fast (--publish-rate); retry in 250 ms","retry_after_ms":250,"ref":7}"#
+            r#"{"type":"error","code":"rate_limited","reason":"too many publishes (--publish-rate); retry in 250 ms","retry_after_ms":250,"ref":7}"#
         );
         assert_eq!(OpError::Forbidden.code(), "forbidden");
         assert_eq!(OpError::InvalidToken("expired").code(), "unauthorized");

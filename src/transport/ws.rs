@@ -331,6 +331,14 @@ fn refresh(
     let Some(verifier) = &cx.shared.access.verifier else {
         return Err(OpError::InvalidToken("this server does not use tokens"));
     };
+    if s.claims().is_none() {
+        return Err(OpError::InvalidToken("this connection has no token"));
+    }
+    // A signature check costs far more than a publish: refreshes share the publish bucket.
+    if let Err(ms) = s.take_publish(cx) {
+        WorkerStats::count(&cx.stats.rate_limited);
+        return Err(OpError::RateLimited(ms));
+    }
     let Some(current) = s.claims() else {
         return Err(OpError::InvalidToken("this connection has no token"));
     };
