@@ -297,9 +297,11 @@ fn publish_token_is_required_when_set() {
     // Nothing refused was published: the first message is this one, with id 1.
     let (id, m) = sub.read_message_id("auth");
     assert_eq!((id, &m["data"]), (1, &json!("yes")));
-    // Reading needs no token.
-    assert_eq!(http.get("/history/auth").status, 200);
-    assert_eq!(http.get("/presence/auth").status, 200);
+    // The key guards the whole API, reading too (`--publish-token` is `--api-key`'s old name).
+    assert_eq!(http.get("/history/auth").status, 401);
+    let key = ["Authorization: Bearer s3cret"];
+    assert_eq!(http.request("GET", "/history/auth", &key, b"").status, 200);
+    assert_eq!(http.request("GET", "/presence/auth", &key, b"").status, 200);
 }
 
 #[test]
