@@ -118,3 +118,36 @@ pub(super) fn bytes<const MIN: usize, const MAX: usize>(v: &str) -> Result<usize
 pub(super) fn rate(v: &str) -> Result<u32, String> {
     parse_range(v, 0, MAX_RATE).map(|n| n as u32)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_counts_take_binary_suffixes_and_refuse_the_rest() {
+        let b = bytes::<1024, { 1 << 31 }>;
+        assert_eq!(b("1048576"), Ok(1 << 20));
+        assert_eq!(b("32MiB"), Ok(32 << 20));
+        assert_eq!(b("32M"), Ok(32 << 20));
+        assert_eq!(b("2 GiB"), Ok(2 << 30));
+        assert_eq!(b("64KiB"), Ok(64 << 10));
+        assert!(b("1023").is_err(), "below the floor");
+        assert!(b("3GiB").is_err(), "above the ceiling");
+        assert!(b("32MB").is_err(), "decimal units are ambiguous");
+        assert!(b("-1").is_err() && b("").is_err() && b("MiB").is_err());
+        assert!(b("99999999999999999999GiB").is_err(), "overflow");
+    }
+
+    #[test]
+    fn rates_and_secrets() {
+        assert_eq!(rate("0"), Ok(0));
+        assert_eq!(rate("1000"), Ok(1000));
+        assert!(rate("-1").is_err() && rate("1.5").is_err());
+        assert_eq!(
+            secret("  k3y ").map(|s| s.expose().to_owned()),
+            Ok("k3y".into())
+        );
+        assert!(secret("   ").is_err());
+        assert_eq!(format!("{:?}", Secret::new("k3y")), "Secret([redacted])");
+    }
+}

@@ -247,3 +247,59 @@ pub fn unix_now() -> u64 {
 pub fn secs_left(claims: &Claims) -> u64 {
     claims.close_at().saturating_sub(unix_now())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req<'a>(query: &'a str, authorization: Option<&'a str>) -> Request<'a> {
+        Request {
+            query,
+            authorization,
+            ..Request::default()
+        }
+    }
+
+    #[test]
+    fn the_bearer_comes_from_the_header_first_then_the_query() {
+        let t = |q, a| bearer(&req(q, a)).map(|c| c.into_owned());
+        assert_eq!(t("", Some("Bearer abc")), Some("abc".into()));
+        assert_eq!(t("", Some("bearer  abc ")), Some("abc".into()));
+        assert_eq!(t("token=q", Some("Bearer h")), Some("h".into()));
+        assert_eq!(t("token=q", Some("Basic h")), Some("q".into()));
+        assert_eq!(t("token=q", Some("Bearer ")), Some("q".into()));
+        assert_eq!(t("", Some("Bearer")), None);
+        assert_eq!(t("x=1", None), None);
+    }
+
+    #[test]
+    fn with_tokens_off_everything_is_allowed() {
+        assert!(allows(None, Right::Publish, "any"));
+        assert!(allows(None, Right::Subscribe, "any"));
+    }
+
+    #[test]
+    fn loopback_is_counted_only_when_asked() {
+        let cfg = Config {
+            max_connections_per_ip: 1,
+            connect_rate: 0,
+            ..Config::default()
+        };
+        let open = Access::new(&cfg).expect("no keys");
+        let lo: IpAddr = "127.0.0.1".parse().expect("ip");
+        let far: IpAddr = "203.0.113.7".parse().expect("ip");
+        assert_eq!(open.admit(lo), Ok(NOT_COUNTED));
+        assert_eq!(open.admit(lo), Ok(NOT_COUNTED));
+        let k = open.admit(far).expect("first");
+        assert_eq!(open.admit(far), Err(HandshakeError::TooManyFromAddress));
+        open.release(k);
+        assert!(open.admit(far).is_ok(), "released");
+        let strict = Access::new(&Config {
+            limit_loopback: true,
+            ..cfg
+        })
+        .expect("no keys");
+        assert!(strict.admit(lo).is_ok());
+        assert_eq!(strict.admit(lo), Err(HandshakeError::TooManyFromAddress));
+    }
+}
