@@ -70,6 +70,9 @@ fn non_reading_subscriber_is_cut_off_and_memory_stays_bounded() {
         // output) until then.
         "--close-timeout",
         "60",
+        // The flood publishes as fast as the connection goes.
+        "--publish-rate",
+        "0",
     ]);
     let addr = server.addr();
     let total = (MIN_FLOOD_BYTES.max(2 * kernel_send_buffer_max() + 4 * CAP) / PAYLOAD) as u64;
