@@ -19,7 +19,7 @@ bench=./target/release/switchboard-bench
 run_case() {
     local workers=$1 n=$2 out pid addr
     out=$(mktemp)
-    "$srv" --listen 127.0.0.1:0 --workers "$workers" --log-level warn >"$out" 2>/dev/null &
+    "$srv" --listen 127.0.0.1:0 --workers "$workers" --log-level warn --publish-rate 0 >"$out" 2>/dev/null &
     pid=$!
     for _ in $(seq 50); do grep -q '^listening on' "$out" && break; sleep 0.1; done
     addr=$(sed -n 's/^listening on //p' "$out" | head -n1)

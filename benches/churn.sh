@@ -22,7 +22,7 @@ cargo build --release --quiet --bin switchboard --bin switchboard-bench
 out=$(mktemp)
 mkdir -p target/churn
 json=target/churn/results.json
-./target/release/switchboard --listen 127.0.0.1:0 --workers 1 --log-level warn >"$out" 2>&1 &
+./target/release/switchboard --listen 127.0.0.1:0 --workers 1 --log-level warn --publish-rate 0 >"$out" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -f "$out"' EXIT
 for _ in $(seq 50); do grep -q '^listening on' "$out" && break; sleep 0.1; done

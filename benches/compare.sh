@@ -104,12 +104,12 @@ DEFAULT_BUFFER = ["--read-buffer-size", str(128 * 1024)]
 
 # name: (command without --listen, worker threads)
 SERVERS = {
-    "switchboard": ([SB, "--workers", "1", "--log-level", "warn"], 1),
+    "switchboard": ([SB, "--workers", "1", "--log-level", "warn", "--publish-rate", "0"], 1),
     "tokio-tungstenite": ([f"{PEERS}/peer-tokio-tungstenite"], 1),
     "fastwebsockets": ([f"{PEERS}/peer-fastwebsockets"], 1),
     "mio-tcp": ([f"{PEERS}/peer-mio-tcp"], 1),
-    "switchboard-w1": ([SB, "--workers", "1", "--log-level", "warn"], 1),
-    "switchboard-w2": ([SB, "--workers", "2", "--log-level", "warn"], 2),
+    "switchboard-w1": ([SB, "--workers", "1", "--log-level", "warn", "--publish-rate", "0"], 1),
+    "switchboard-w2": ([SB, "--workers", "2", "--log-level", "warn", "--publish-rate", "0"], 2),
     "tokio-broadcast-w1": ([f"{PEERS}/peer-tokio-broadcast", "--workers", "1"], 1),
     "tokio-broadcast-w2": ([f"{PEERS}/peer-tokio-broadcast", "--workers", "2"], 2),
     # The same peers with tungstenite's default 128 KiB read buffer: what a relay or echo
