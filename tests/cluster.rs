@@ -487,3 +487,21 @@ fn a_node_holds_subscriptions_to_at_most_max_channels() {
         (v["type"] == "subscribed").then_some(())
     });
 }
+
+#[test]
+fn flushed_scripts_are_loaded_again() {
+    let redis = Redis::start();
+    let a = node(&[&redis], &[]);
+    let mut http = HttpConn::connect(a.addr());
+    publish(&mut http, "sf", json!(1));
+    redis.cmd(&["SCRIPT", "FLUSH"]);
+    // The first publish after the flush may fail (answered, never lost silently); the
+    // node reloads its scripts and the next ones go through.
+    let first = http.request("POST", "/publish/sf", &[], b"x");
+    assert!(first.status == 200 || first.status == 503, "{first:?}");
+    let id = poll_until(Duration::from_secs(5), "publishing again", || {
+        let resp = http.request("POST", "/publish/sf", &[], b"y");
+        (resp.status == 200).then(|| json_body(&resp)["id"].as_u64().unwrap_or(0))
+    });
+    assert!(id >= 2, "{id}");
+}

@@ -38,6 +38,8 @@ pub struct Shard {
     /// Channels to SSUBSCRIBE / SUNSUBSCRIBE at the end of the turn (batched).
     pub to_subscribe: Vec<Box<str>>,
     pub to_unsubscribe: Vec<Box<str>>,
+    /// Scripts are being loaded again after a NOSCRIPT (one reload for a burst of them).
+    pub reloading: bool,
 }
 
 /// The stable hash that places a channel on a shard: FNV-1a (64 bits) of its name, so every

@@ -70,6 +70,7 @@ impl Thread {
                 expect: VecDeque::new(),
                 to_subscribe: Vec::new(),
                 to_unsubscribe: Vec::new(),
+                reloading: false,
             });
         }
         Ok(Thread {
@@ -228,10 +229,17 @@ impl Thread {
 
     fn on_cmd_up(&mut self, i: usize) {
         info!("redis shard {i}: command connection up");
+        // Redis forgets scripts when it restarts: load them before anything uses them.
+        self.load_scripts(i);
+        // Anything missed while it was down (the subscriptions come back on their own
+        // connection, and fill from history then).
+        self.check_tops();
+    }
+
+    fn load_scripts(&mut self, i: usize) {
         let Some(shard) = self.shards.get_mut(i) else {
             return;
         };
-        // Redis forgets scripts when it restarts: load them before anything uses them.
         for script in scripts::all() {
             if shard
                 .cmd
@@ -241,9 +249,6 @@ impl Thread {
                 shard.expect.push_back(Expect::Setup);
             }
         }
-        // Anything missed while it was down (the subscriptions come back on their own
-        // connection, and fill from history then).
-        self.check_tops();
     }
 
     fn on_cmd_down(&mut self, i: usize, why: &str) {
@@ -286,8 +291,21 @@ impl Thread {
         let Some(e) = self.shards.get_mut(i).and_then(|s| s.expect.pop_front()) else {
             return;
         };
+        // Someone ran SCRIPT FLUSH: this call fails (answered as an error like any other),
+        // and the scripts are loaded again for the ones behind it.
+        let noscript = matches!(&v, Value::Error(err) if err.starts_with("NOSCRIPT"));
+        if noscript && self.shards.get(i).is_some_and(|s| !s.reloading) {
+            warn!("redis shard {i}: scripts were flushed; loading them again");
+            self.load_scripts(i);
+            if let Some(s) = self.shards.get_mut(i) {
+                s.reloading = true;
+            }
+        }
         match e {
             Expect::Setup => {
+                if let Some(s) = self.shards.get_mut(i) {
+                    s.reloading = false;
+                }
                 if let Value::Error(err) = v {
                     warn!("redis shard {i}: loading a script failed: {err}");
                 }
