@@ -5,6 +5,7 @@
 //! and a slow or dead Redis only makes requests fail fast with `unavailable`.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,8 @@ pub const WAKER: Token = Token(usize::MAX);
 pub struct Thread {
     pub(super) poll: Poll,
     pub(super) rx: Receiver<Request>,
+    /// Cleared before each drain of `rx` (see `RedisEngine::ask`).
+    pub(super) woken: Arc<AtomicBool>,
     pub(super) shards: Vec<Shard>,
     pub(super) node: Node,
     pub(super) workers: Workers,
@@ -76,6 +79,7 @@ impl Thread {
         Ok(Thread {
             poll,
             rx,
+            woken: Arc::new(AtomicBool::new(false)),
             shards,
             node: Node::new(
                 workers.clone(),
@@ -115,6 +119,9 @@ impl Thread {
                 }
                 self.on_conn(t.0 / 2, t.0 % 2 == 1, now);
             }
+            // A swap, not a store: reading the waking request's write orders its send
+            // before the drain below.
+            self.woken.swap(false, Ordering::AcqRel);
             if !self.take_requests() {
                 return;
             }
