@@ -10,6 +10,7 @@ pub mod cmds;
 pub mod conn;
 pub mod node;
 pub mod presence;
+pub mod replies;
 pub mod request;
 pub mod requests;
 pub mod resp;
