@@ -41,7 +41,13 @@ Modes:
   broadcast  N subscribers on /ws?channel=C&format=raw, one publisher: time from publish
              until every subscriber has it, deliveries/s
   churn      N subscribers that disconnect and resume (since=<last id>) at --rate/s while
-             a publisher publishes; checks every client for gaps and duplicates";
+             a publisher publishes; checks every client for gaps and duplicates
+  publish    N publishing connections, each keeping --depth publishes in flight (WebSocket
+             ops or pipelined HTTP POSTs): acknowledged publishes/s, latency to the ack;
+             with --send-to USER, POST /users/USER/send instead, and with --receiver a
+             WebSocket as USER that counts what arrives
+  drain      N WebSockets, then SIGTERM to --server-pid: when each was closed, in 1 s
+             buckets from the signal (for --drain-seconds)";
 
 /// What to run (see [`ABOUT`]). Variants carry no doc comments: clap would print those as a
 /// longer `--help` than `-h`, and the modes are described in `ABOUT` already.
@@ -51,6 +57,8 @@ pub enum Mode {
     Echo,
     Broadcast,
     Churn,
+    Publish,
+    Drain,
 }
 
 impl Mode {
@@ -60,6 +68,8 @@ impl Mode {
             Mode::Echo => "echo",
             Mode::Broadcast => "broadcast",
             Mode::Churn => "churn",
+            Mode::Publish => "publish",
+            Mode::Drain => "drain",
         }
     }
 }
@@ -145,7 +155,8 @@ struct Flags {
           help_heading = CONNECTIONS)]
     connect_timeout: f64,
 
-    /// request path for connect mode
+    /// request path for connect and drain mode; `{i}` in it becomes the client's number
+    /// (unique over every process of --procs), e.g. /ws?user=u{i}
     #[arg(long, value_name = "PATH", default_value = "/ws", help_heading = CONNECTIONS)]
     path: String,
 
@@ -186,12 +197,16 @@ struct Flags {
     #[arg(long, hide = true, value_parser = num::<u32>)]
     child_index: Option<u32>,
 
+    /// set by the parent of --procs: the number of this child's first client (for `{i}`)
+    #[arg(long, hide = true, default_value_t = 0, value_parser = num::<u64>)]
+    client_offset: u64,
+
     /// echo: message size; broadcast: payload size (bytes)
     #[arg(long, value_name = "BYTES", default_value_t = 64, value_parser = num::<usize>,
           help_heading = MESSAGES)]
     size: usize,
 
-    /// echo: messages in flight per connection
+    /// echo, publish: messages (publishes, sends) in flight per connection
     #[arg(long, value_name = "D", default_value_t = 1, value_parser = num::<u32>,
           help_heading = MESSAGES)]
     depth: u32,
@@ -215,6 +230,20 @@ struct Flags {
     #[arg(long, value_name = "VIA", value_enum, default_value_t = PublishVia::Http,
           help_heading = PUBLISHING)]
     publish_via: PublishVia,
+
+    /// broadcast: the publisher's server [default: round robin with the subscribers]
+    #[arg(long, value_name = "ADDR", value_parser = parse_target, help_heading = PUBLISHING)]
+    publish_target: Option<SocketAddr>,
+
+    /// publish: send direct messages to this user (POST /users/USER/send, HTTP) instead of
+    /// publishing to --channel
+    #[arg(long, value_name = "USER", help_heading = PUBLISHING)]
+    send_to: Option<String>,
+
+    /// publish with --send-to: open a WebSocket as the user (/ws?user=USER) on this server
+    /// before sending, and count the direct messages it receives
+    #[arg(long, value_name = "ADDR", value_parser = parse_target, help_heading = PUBLISHING)]
+    receiver: Option<SocketAddr>,
 
     /// churn: publishes/s (broadcast publishes at --rate)
     #[arg(long, value_name = "R", default_value_t = DEFAULT_MODE_RATE, value_parser = num::<f64>,
@@ -270,6 +299,11 @@ pub struct Config {
     pub churn_start_us: u64,
     pub churn_stop_us: Option<u64>,
     pub accept_masked: bool,
+    /// Set only in a child started by `--procs`: its first client's number.
+    pub client_offset: u64,
+    pub publish_target: Option<SocketAddr>,
+    pub send_to: Option<String>,
+    pub receiver: Option<SocketAddr>,
 }
 
 impl Config {
@@ -316,13 +350,13 @@ impl Flags {
     fn into_config(self) -> Config {
         let mode = self.mode;
         let rate = self.rate.unwrap_or(match mode {
-            Mode::Connect | Mode::Echo => DEFAULT_CONNECT_RATE,
+            Mode::Connect | Mode::Echo | Mode::Publish | Mode::Drain => DEFAULT_CONNECT_RATE,
             Mode::Broadcast | Mode::Churn => DEFAULT_MODE_RATE,
         });
         // In connect and echo mode `--rate` is the connect rate; say so once, here.
         let ramp_rate = match (self.ramp_rate, self.rate, mode) {
             (Some(r), _, _) => r,
-            (None, Some(r), Mode::Connect | Mode::Echo) => r,
+            (None, Some(r), Mode::Connect | Mode::Echo | Mode::Drain) => r,
             (None, _, _) => DEFAULT_RAMP_RATE,
         };
         Config {
@@ -358,6 +392,10 @@ impl Flags {
             churn_start_us: secs_to_us(self.churn_start),
             churn_stop_us: self.churn_stop.map(secs_to_us),
             accept_masked: self.accept_masked,
+            client_offset: self.client_offset,
+            publish_target: self.publish_target,
+            send_to: self.send_to,
+            receiver: self.receiver,
         }
     }
 }
@@ -403,6 +441,36 @@ fn validate(cfg: &Config) -> Result<(), String> {
         if cfg.channel.is_empty() || !cfg.channel.chars().all(ok) {
             return Err("--channel: use letters, digits and - _ : . only".into());
         }
+    }
+    if cfg.mode == Mode::Publish {
+        if cfg.depth == 0 {
+            return Err("--depth must be at least 1".into());
+        }
+        if cfg.send_to.is_some() && cfg.publish_via != PublishVia::Http {
+            return Err("--send-to sends over HTTP: use --publish-via http".into());
+        }
+        let ok = |c: char| c.is_ascii_alphanumeric() || "-_:.@".contains(c);
+        if cfg
+            .send_to
+            .as_ref()
+            .is_some_and(|u| u.is_empty() || !u.chars().all(ok))
+        {
+            return Err("--send-to: use letters, digits and - _ : . @ only".into());
+        }
+        if cfg.receiver.is_some() && cfg.send_to.is_none() {
+            return Err("--receiver needs --send-to".into());
+        }
+    }
+    if cfg.mode == Mode::Drain && (cfg.procs != 1 || cfg.server_pid.is_none()) {
+        return Err(
+            "drain signals the server and times every close from that moment: \
+                    it needs --server-pid and --procs 1"
+                .into(),
+        );
+    }
+    let v6_extra = [cfg.publish_target, cfg.receiver];
+    if v6_extra.iter().flatten().any(|t| t.is_ipv6() != v6) {
+        return Err("--publish-target and --receiver must match --target's IP version".into());
     }
     if cfg.mode == Mode::Churn && cfg.rate < 0.0 {
         return Err("--rate must not be negative".into());

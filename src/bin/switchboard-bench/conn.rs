@@ -105,6 +105,13 @@ impl<'a> Handle<'a> {
     pub fn send(&mut self, opcode: OpCode, payload: &[u8]) {
         self.conn.queue_frame(self.rng, opcode, payload);
     }
+
+    /// Queues raw bytes (an HTTP request) on a plain HTTP connection; flushed like `send`.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        if self.conn.phase == Phase::Http && self.conn.dead.is_none() {
+            self.conn.out_mut().extend_from_slice(bytes);
+        }
+    }
 }
 
 impl Conn {

@@ -232,7 +232,9 @@ pub fn child_args(cfg: &Config, i: u32) -> Vec<String> {
     push("--connections", share(cfg.connections, i, k).to_string());
     let per_child = |r: f64| if r > 0.0 { r / f64::from(k) } else { r };
     let rate = match cfg.mode {
-        Mode::Connect | Mode::Echo | Mode::Churn => per_child(cfg.rate),
+        Mode::Connect | Mode::Echo | Mode::Churn | Mode::Publish | Mode::Drain => {
+            per_child(cfg.rate)
+        }
         // Only child 0 publishes, at the full rate.
         Mode::Broadcast => cfg.rate,
     };
@@ -260,6 +262,17 @@ pub fn child_args(cfg: &Config, i: u32) -> Vec<String> {
     push("--publish-mode", cfg.publish_mode.name().into());
     push("--publish-via", cfg.publish_via.name().into());
     push("--child-index", i.to_string());
+    let offset: u64 = (0..i).map(|j| share(cfg.connections, j, k)).sum();
+    push("--client-offset", offset.to_string());
+    if let Some(t) = cfg.publish_target {
+        push("--publish-target", t.to_string());
+    }
+    if let Some(u) = &cfg.send_to {
+        push("--send-to", u.clone());
+    }
+    if let Some(t) = cfg.receiver {
+        push("--receiver", t.to_string());
+    }
     if cfg.text {
         a.push("--text".into());
     }

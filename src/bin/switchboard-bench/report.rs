@@ -177,6 +177,10 @@ impl Report {
                 r.push(("publishes_per_s", self.rate("published", self.run_s)));
                 r.push(("deliveries_per_s", self.rate("deliveries", self.run_s)));
             }
+            "publish" => {
+                r.push(("acked_per_s", self.rate("acked", self.run_s)));
+                r.push(("received_per_s", self.rate("received", self.run_s)));
+            }
             "churn" => {
                 r.push(("reconnects_per_s", self.rate("reconnects", self.run_s)));
                 r.push(("messages_per_s", self.rate("messages", self.run_s)));

@@ -4,7 +4,9 @@
 pub mod broadcast;
 pub mod churn;
 pub mod connect;
+pub mod drain;
 pub mod echo;
+pub mod publish;
 pub mod publisher;
 
 use std::io;
@@ -39,6 +41,10 @@ pub enum Phase {
 pub trait Workload {
     /// Request path for client `i`'s next connection.
     fn path(&self, client: u32) -> String;
+    /// Whether clients are plain HTTP/1.1 connections (`path` unused) instead of WebSockets.
+    fn http_clients(&self) -> bool {
+        false
+    }
     /// Before the ramp: open helper connections.
     fn start(&mut self, _net: &mut Net, _now: u64) {}
     /// Every event of every connection.
@@ -54,6 +60,10 @@ pub trait Workload {
     /// Periodic work in the run and drain phases; returns µs until it next needs to run.
     fn work(&mut self, _net: &mut Net, _now: u64, _phase: Phase) -> u64 {
         MAX_POLL_US
+    }
+    /// Whether the measurement is complete before `--duration` is over (ends the run early).
+    fn done(&self, _now: u64) -> bool {
+        false
     }
     /// `--duration` is over: stop generating new traffic.
     fn stop(&mut self, _now: u64) {}
@@ -99,6 +109,8 @@ pub fn run(cfg: &Config, coord: &mut Coord) -> io::Result<Report> {
         Mode::Echo => Box::new(echo::Echo::new(cfg, n)),
         Mode::Broadcast => Box::new(broadcast::Broadcast::new(cfg, n)),
         Mode::Churn => Box::new(churn::Churn::new(cfg, n)),
+        Mode::Publish => Box::new(publish::Publish::new(cfg, n)),
+        Mode::Drain => Box::new(drain::Drain::new(cfg, n)),
     };
     let mut report = Report::new(cfg.mode.name());
     let mut net = Net::new(cfg.connect_timeout_us, salt)?;
@@ -125,7 +137,11 @@ pub fn run(cfg: &Config, coord: &mut Coord) -> io::Result<Report> {
                 let due = pacer.due(now).min(u64::from(n - next_client));
                 for _ in 0..due {
                     let (target, source) = endpoint(cfg, next_client);
-                    let started = net.open_ws(target, source, &wl.path(next_client), next_client);
+                    let started = if wl.http_clients() {
+                        net.open_http(target, source, next_client)
+                    } else {
+                        net.open_ws(target, source, &wl.path(next_client), next_client)
+                    };
                     if let Err(cause) = started {
                         report.fail(&cause.key());
                         failed += 1;
@@ -159,7 +175,7 @@ pub fn run(cfg: &Config, coord: &mut Coord) -> io::Result<Report> {
                 Signal::Wait => {}
             },
             Phase::Run => {
-                if now >= run_start + cfg.duration_us {
+                if now >= run_start + cfg.duration_us || wl.done(now) {
                     run_end = now;
                     wl.stop(now);
                     phase = Phase::Drain;
@@ -192,7 +208,7 @@ pub fn run(cfg: &Config, coord: &mut Coord) -> io::Result<Report> {
         net.turn(Duration::from_micros(wait_us), &mut |h, ev| {
             let client = h.tag() < n;
             match &ev {
-                Event::Open if client => {
+                Event::Open | Event::HttpReady if client => {
                     clients_open += 1;
                     opened += 1;
                     // The connect rate is about the ramp; churn's reconnections count apart.
@@ -239,7 +255,9 @@ pub fn describe(cfg: &Config, report: &mut Report) {
         }
     };
     match cfg.mode {
-        Mode::Connect | Mode::Echo => report.param("connect_rate", rate(cfg.ramp_rate)),
+        Mode::Connect | Mode::Echo | Mode::Publish | Mode::Drain => {
+            report.param("connect_rate", rate(cfg.ramp_rate))
+        }
         Mode::Broadcast if cfg.publish_mode == PublishMode::Serial => {}
         Mode::Broadcast => report.param("publish_rate", rate(cfg.publish_rate)),
         Mode::Churn => {

@@ -48,6 +48,7 @@ impl Publisher {
     pub fn for_run(cfg: &crate::cli::Config, n: u32) -> Option<Self> {
         cfg.runs_publisher().then(|| {
             let (target, source) = crate::modes::endpoint(cfg, n);
+            let target = cfg.publish_target.unwrap_or(target);
             Publisher::new(cfg.publish_via, &cfg.channel, target, source)
         })
     }
