@@ -162,7 +162,9 @@ class Node:
     def __init__(self, redis=None, node_id=None, workers=1, extra=()):
         out = os.path.join(TMP, f"node-{len(STARTED)}.out")
         args = [SRV, "--listen", "127.0.0.1:0", "--workers", str(workers),
-                "--log-level", "warn", *extra]
+                "--log-level", "warn",
+                # The benches measure the server, not the abuse limits.
+                "--publish-rate", "0", "--max-channels", "10000000", *extra]
         if redis is not None:
             args += ["--redis", redis.url, "--node-id", node_id or f"n{len(STARTED)}"]
         self.outf = open(out, "w")
