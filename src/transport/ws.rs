@@ -149,7 +149,7 @@ fn subscribe(
         },
         reference: sub.reference.map(Into::into),
     });
-    let mut out = Out::new(cx.wbuf, outq);
+    let mut out = cx.out(outq);
     match result {
         Ok(Some(answered)) => send_subscribed(
             s,
@@ -184,7 +184,7 @@ fn send_subscribed(
         ));
     }
     for msg in &sub.replay {
-        out.shared(if s.raw { &msg.raw_frame } else { &msg.frame });
+        out.msg(msg, s.raw);
     }
 }
 
@@ -198,13 +198,13 @@ pub fn on_message(
 ) {
     if !text {
         let json = protocol::error_json(&OpError::BinaryFrame, None);
-        return Out::new(cx.wbuf, outq).text(&json);
+        return cx.out(outq).text(&json);
     }
     let req = match protocol::parse(bytes) {
         Ok(r) => r,
         Err((e, reference)) => {
             let json = protocol::error_json(&e, reference.map(|r| r.get()));
-            return Out::new(cx.wbuf, outq).text(&json);
+            return cx.out(outq).text(&json);
         }
     };
     let reference = req.reference.map(|r| r.get());
@@ -281,7 +281,7 @@ pub fn on_message(
         Ok(json) => json,
         Err(e) => protocol::error_json(&e, reference),
     };
-    Out::new(cx.wbuf, outq).text(&json);
+    cx.out(outq).text(&json);
 }
 
 fn presence_reply(channel: &str, users: &[Box<str>], reference: Option<&str>) -> String {
@@ -349,7 +349,7 @@ pub fn on_answer(
                 }
                 Ok(sub) => {
                     session::register(cx.index, s, cx.who, &channel, &sub, presence);
-                    let mut out = Out::new(cx.wbuf, outq);
+                    let mut out = cx.out(outq);
                     return send_subscribed(s, &channel, &sub, from_url, &mut out, reference);
                 }
             }
@@ -361,5 +361,5 @@ pub fn on_answer(
         Ok(json) => json,
         Err(e) => protocol::error_json(&e, reference),
     };
-    Out::new(cx.wbuf, outq).text(&json);
+    cx.out(outq).text(&json);
 }

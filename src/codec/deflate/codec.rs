@@ -37,6 +37,8 @@ pub enum InflateError {
 pub struct Deflate {
     compressors: [Option<Compress>; (MAX_WINDOW_BITS - MIN_WINDOW_BITS + 1) as usize],
     inflater: Option<Inflater>,
+    /// Output of [`Deflate::compress_message`], reused message after message.
+    scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for Deflate {
@@ -93,6 +95,17 @@ impl Deflate {
             // without its length (the tail the receiver appends completes it).
             out.push(0x00);
         }
+    }
+
+    /// `payload` compressed (as [`Deflate::compress`]) into the worker's scratch buffer, or
+    /// `None` when that would not make it smaller (it then goes out uncompressed, RSV1
+    /// clear: the extension lets every message choose).
+    pub fn compress_message(&mut self, payload: &[u8], window_bits: u8) -> Option<&[u8]> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        self.compress(payload, window_bits, &mut scratch);
+        self.scratch = scratch;
+        (self.scratch.len() < payload.len()).then_some(&self.scratch[..])
     }
 
     /// The worker's decompressor, taken out while a connection's input is decoded (and put
@@ -276,6 +289,16 @@ mod tests {
             inflate(&[0x00, 0x05, 0x00, 0x00, 0x00, 1, 2, 3, 4, 5], 100),
             Err(InflateError::Corrupt)
         );
+    }
+
+    #[test]
+    fn a_message_that_does_not_shrink_is_not_compressed() {
+        let mut d = Deflate::new();
+        assert_eq!(d.compress_message(b"ab", 15), None);
+        let json =
+            br#"{"type":"message","channel":"news","data":{"a":"aaaaaaaaaaaaaaaaaaaaaaaa"}}"#;
+        let z = d.compress_message(json, 15).unwrap().to_vec();
+        assert_eq!(Inflater::default().inflate(&[&z], 1000).unwrap(), json);
     }
 
     #[test]

@@ -6,4 +6,4 @@ pub mod codec;
 pub mod negotiate;
 
 pub use codec::{Deflate, InflateError, Inflater, TAIL};
-pub use negotiate::{negotiate, Agreed};
+pub use negotiate::{negotiate, Agreed, Window};

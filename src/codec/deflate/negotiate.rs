@@ -12,6 +12,7 @@
 //! it can live without).
 
 use std::borrow::Cow;
+use std::num::NonZeroU8;
 
 /// Our compressor's window when the client does not limit it.
 pub const MAX_WINDOW_BITS: u8 = 15;
@@ -29,10 +30,33 @@ pub struct Agreed {
     server_max_window_bits: Option<u8>,
 }
 
+/// What a connection keeps of the agreement after the 101: that it compresses, and the
+/// most window bits our compressor may use for it. One byte (`Option<Window>` too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window(NonZeroU8);
+
+impl Window {
+    /// The largest window, what a connection that did not limit ours gets.
+    pub const MAX: Window = Window(match NonZeroU8::new(MAX_WINDOW_BITS) {
+        Some(n) => n,
+        None => NonZeroU8::MIN,
+    });
+
+    /// 9..=15.
+    pub fn bits(self) -> u8 {
+        self.0.get()
+    }
+}
+
 impl Agreed {
     /// The most window bits our compressor may use for this connection.
     pub fn window_bits(&self) -> u8 {
         self.server_max_window_bits.unwrap_or(MAX_WINDOW_BITS)
+    }
+
+    /// What the connection remembers.
+    pub fn window(&self) -> Window {
+        Window(NonZeroU8::new(self.window_bits()).unwrap_or(NonZeroU8::MIN))
     }
 
     /// The `Sec-WebSocket-Extensions` value of the 101.

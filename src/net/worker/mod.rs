@@ -23,6 +23,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use crate::codec::deflate::Deflate;
 use crate::hub::plan::Batch;
 use crate::hub::subs::LocalIndex;
 use crate::hub::Cmd;
@@ -69,6 +70,9 @@ pub struct Worker {
     now: u32,
     scratch: Vec<u8>,
     wbuf: Vec<u8>,
+    /// permessage-deflate: one compressor (per window size asked for) and one decompressor
+    /// for all of this worker's connections, made on first use and reset per message.
+    deflate: Deflate,
     /// Connections with input left after their read budget.
     revisit: Vec<Token>,
     /// Channel → local subscribers.
@@ -91,9 +95,12 @@ macro_rules! cx {
     ($w:expr, $key:expr, $gen:expr) => {
         $crate::transport::cx::Cx::new(
             &$w.shared,
-            &mut $w.wbuf,
-            &mut $w.index,
-            &mut $w.pending,
+            $crate::transport::cx::WorkerParts {
+                wbuf: &mut $w.wbuf,
+                deflate: &mut $w.deflate,
+                index: &mut $w.index,
+                pending: &mut $w.pending,
+            },
             &$w.stats,
             $w.now,
             $crate::transport::pending::ConnId {
@@ -138,6 +145,7 @@ impl Worker {
             now: 0,
             scratch: vec![0; READ_BUF_BYTES],
             wbuf: Vec::with_capacity(64 * 1024),
+            deflate: Deflate::new(),
             revisit: Vec::new(),
             index: LocalIndex::default(),
             pending: Pending::default(),
