@@ -155,6 +155,11 @@ struct Flags {
     #[arg(long, help_heading = CONNECTIONS)]
     accept_masked: bool,
 
+    /// offer permessage-deflate (RFC 7692) on every WebSocket, as browsers do; compressed
+    /// messages are inflated, and broadcast reports the frame bytes received
+    #[arg(long, help_heading = CONNECTIONS)]
+    compression: bool,
+
     /// seconds of measurement after all connections are up
     #[arg(long, value_name = "S", default_value_t = 10.0, value_parser = num::<f64>,
           help_heading = RUN)]
@@ -199,6 +204,11 @@ struct Flags {
     /// echo: text frames instead of binary
     #[arg(long, help_heading = MESSAGES)]
     text: bool,
+
+    /// broadcast: payloads as realistic JSON records (ids, names, prices, timestamps) rather
+    /// than a run of padding, for compression figures that mean something
+    #[arg(long, help_heading = MESSAGES)]
+    json_records: bool,
 
     /// channel to subscribe and publish to [default: bench-<pid>]
     #[arg(long, value_name = "NAME", help_heading = PUBLISHING)]
@@ -260,6 +270,8 @@ pub struct Config {
     pub size: usize,
     pub depth: u32,
     pub text: bool,
+    /// Broadcast: realistic JSON payloads (`--json-records`).
+    pub json_records: bool,
     pub channel: String,
     pub publish_mode: PublishMode,
     pub publish_via: PublishVia,
@@ -270,6 +282,8 @@ pub struct Config {
     pub churn_start_us: u64,
     pub churn_stop_us: Option<u64>,
     pub accept_masked: bool,
+    /// Offer permessage-deflate.
+    pub compression: bool,
 }
 
 impl Config {
@@ -344,6 +358,7 @@ impl Flags {
             size: self.size,
             depth: self.depth,
             text: self.text,
+            json_records: self.json_records,
             channel: self
                 .channel
                 .unwrap_or_else(|| format!("bench-{}", std::process::id())),
@@ -358,6 +373,7 @@ impl Flags {
             churn_start_us: secs_to_us(self.churn_start),
             churn_stop_us: self.churn_stop.map(secs_to_us),
             accept_masked: self.accept_masked,
+            compression: self.compression,
         }
     }
 }
