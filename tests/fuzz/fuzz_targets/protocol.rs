@@ -5,6 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use switchboard::codec::cursor::Resume;
+use switchboard::codec::position::Epoch;
 use switchboard::codec::protocol::{self, Data, Op};
 
 fn assert_json(text: &str) {
@@ -16,10 +17,11 @@ fn assert_json(text: &str) {
 fuzz_target!(|data: &[u8]| {
     match protocol::parse(data) {
         Ok(req) => {
-            let reference = req.reference;
+            let reference = req.reference.map(|r| r.get());
+            let epoch = Epoch::parse("k2v9x0q7m3ab").expect("a valid epoch");
             let reply = match &req.op {
                 Op::Subscribe { channel, .. } => {
-                    protocol::subscribed_json(channel, 1, true, reference)
+                    protocol::subscribed_json(channel, 1, &epoch, true, reference)
                 }
                 Op::Unsubscribe { channel } => protocol::unsubscribed_json(channel, reference),
                 Op::Publish { channel, data } => {
@@ -28,22 +30,24 @@ fuzz_target!(|data: &[u8]| {
                     let payload = Data::Json(data.get());
                     let (raw, _) = payload.raw();
                     let _ = raw.len();
-                    protocol::published_json(channel, 7, reference)
+                    protocol::published_json(channel, 7, &epoch, reference)
                 }
                 Op::Presence { channel } => protocol::presence_json(channel, ["u"], reference),
                 Op::History { channel, limit, .. } => {
                     assert!(*limit <= protocol::MAX_HISTORY_LIMIT);
-                    protocol::history_json(channel, true, [], reference)
+                    protocol::history_json(channel, &epoch, true, [], reference)
                 }
             };
             assert_json(&reply);
             if let Some(r) = reference {
                 let v: serde_json::Value = serde_json::from_str(&reply).expect("checked above");
-                let echoed: serde_json::Value = serde_json::from_str(r.get()).expect("ref is JSON");
+                let echoed: serde_json::Value = serde_json::from_str(r).expect("ref is JSON");
                 assert_eq!(v["ref"], echoed, "ref not echoed intact");
             }
         }
-        Err((err, reference)) => assert_json(&protocol::error_json(&err, reference)),
+        Err((err, reference)) => {
+            assert_json(&protocol::error_json(&err, reference.map(|r| r.get())))
+        }
     }
     if let Ok(text) = std::str::from_utf8(data) {
         // The same bytes as text: publishes over HTTP, query strings, cursors.
