@@ -361,7 +361,7 @@ mod tests {
 
     #[test]
     fn a_declined_offer_falls_through_to_the_next() {
-        // Autobahn 13.7: (no context takeover, 8 bits), then (no context takeover), then bare.
+        // Autobahn 13.7's three offers, with the 8 bits older suites sent in the first.
         assert_eq!(
             answer(&["permessage-deflate; client_no_context_takeover; client_max_window_bits; server_no_context_takeover; server_max_window_bits=8, permessage-deflate; client_no_context_takeover; client_max_window_bits; server_no_context_takeover, permessage-deflate; client_no_context_takeover; client_max_window_bits"]),
             Some(PLAIN.into())
