@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the pure codecs: frame headers, unmasking, UTF-8 validation, the
-//! streaming decoder and the HTTP upgrade. Every group sets a `Throughput`, so criterion
+//! streaming decoder, the HTTP upgrade and permessage-deflate. Every group sets a `Throughput`, so criterion
 //! reports bytes/s or elements/s next to the time per iteration.
 //!
 //! Run: `cargo bench --bench codec` (add `-- --quick` for a short pass). Compare against a
@@ -11,6 +11,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 
 use switchboard::codec::decoder::{Decoder, Event, Flow};
+use switchboard::codec::deflate::{Deflate, Inflater};
 use switchboard::codec::frame::{
     decode_client_header, encode_server_header, OpCode, MAX_HEADER_LEN,
 };
@@ -219,6 +220,8 @@ fn handshake(c: &mut Criterion) {
     let policy = UpgradePolicy {
         allowed_origins: &origins,
         subprotocols: &subprotocols,
+        // As the server runs by default; the figures in the README were measured so.
+        compression: false,
     };
     group.bench_function("parse_request", |b| {
         b.iter(|| parse_request(black_box(BROWSER_REQUEST), MAX_HEAD_BYTES).is_ok())
@@ -238,5 +241,63 @@ fn handshake(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, frame_header, unmask, utf8, decoder, handshake);
+/// About 1 KiB of JSON records like a feed publishes (what `switchboard-bench broadcast
+/// --json-records --size 1024` sends): the cost of compressing one broadcast, which is paid
+/// once per message whatever the number of subscribers.
+fn json_kib() -> Vec<u8> {
+    let mut s = String::from("{\"seq\":1,\"records\":[");
+    let mut i = 0u64;
+    while s.len() < KIB {
+        let r = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 7;
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&format!(
+            "{{\"id\":{},\"user\":\"user-{}\",\"price\":{}.{:02},\"status\":\"{}\"}}",
+            100 + i,
+            r % 5000,
+            r % 900,
+            r % 100,
+            ["open", "filled", "partial"][(r % 3) as usize]
+        ));
+        i += 1;
+    }
+    s.push_str("]}");
+    s.into_bytes()
+}
+
+fn deflate(c: &mut Criterion) {
+    let mut group = c.benchmark_group("deflate");
+    let json = json_kib();
+    group.throughput(Throughput::Bytes(json.len() as u64));
+    let mut codec = Deflate::new();
+    group.bench_function("compress_1KiB_json", |b| {
+        b.iter(|| {
+            codec
+                .compress_message(black_box(&json), 15)
+                .map_or(0, <[u8]>::len)
+        })
+    });
+    let mut z = Vec::new();
+    codec.compress(&json, 15, &mut z);
+    let mut inflater = Inflater::default();
+    group.bench_function("inflate_1KiB_json", |b| {
+        b.iter(|| {
+            inflater
+                .inflate(&[black_box(&z)], MAX_MESSAGE_BYTES)
+                .map_or(0, |v| v.len())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    frame_header,
+    unmask,
+    utf8,
+    decoder,
+    handshake,
+    deflate
+);
 criterion_main!(benches);

@@ -168,7 +168,7 @@ impl Worker {
             let Some(outq) = group.first().and_then(|o| outqs.get_mut(o.key as usize)) else {
                 return;
             };
-            match deliver_ws(socket, outq, group, items, MAX_QUEUED) {
+            match deliver_ws(socket, outq, group, items, MAX_QUEUED, None) {
                 Ok(Delivered::Ok(_)) => delivered += group.len(),
                 other => panic!("delivery failed: {other:?}"),
             }

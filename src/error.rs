@@ -45,12 +45,21 @@ pub enum ProtocolError {
     InvalidCloseCode,
     InvalidUtf8,
     MessageTooBig,
+    /// RSV1 (permessage-deflate's "compressed") on a control frame (RFC 7692 §6.1).
+    CompressedControl,
+    /// RSV1 on a continuation frame: only a message's first frame carries it (§6.1).
+    CompressedContinuation,
+    /// A compressed message that is not valid DEFLATE data. RFC 7692 names no close code;
+    /// 1007 says the payload was not consistent with the message, as Node's `ws` does.
+    InvalidCompressedData,
 }
 
 impl ProtocolError {
     pub fn close_code(self) -> u16 {
         match self {
-            ProtocolError::InvalidUtf8 => close_code::INVALID_PAYLOAD,
+            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCompressedData => {
+                close_code::INVALID_PAYLOAD
+            }
             ProtocolError::MessageTooBig => close_code::MESSAGE_TOO_BIG,
             _ => close_code::PROTOCOL_ERROR,
         }
@@ -71,6 +80,9 @@ impl ProtocolError {
             ProtocolError::InvalidCloseCode => "invalid close code",
             ProtocolError::InvalidUtf8 => "invalid UTF-8",
             ProtocolError::MessageTooBig => "message too big",
+            ProtocolError::CompressedControl => "compressed control frame",
+            ProtocolError::CompressedContinuation => "RSV1 on a continuation frame",
+            ProtocolError::InvalidCompressedData => "invalid compressed data",
         }
     }
 }
@@ -172,6 +184,9 @@ mod tests {
         assert_eq!(ProtocolError::MessageTooBig.close_code(), 1009);
         assert_eq!(ProtocolError::ReservedOpcode.close_code(), 1002);
         assert_eq!(ProtocolError::InvalidCloseCode.close_code(), 1002);
+        assert_eq!(ProtocolError::CompressedControl.close_code(), 1002);
+        assert_eq!(ProtocolError::CompressedContinuation.close_code(), 1002);
+        assert_eq!(ProtocolError::InvalidCompressedData.close_code(), 1007);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The demo page end to end in a real browser: `node tests/browser/demo.mjs HOST:PORT` drives
 //! Debian's headless Chromium through playwright-core against a server started here, over
-//! WebSocket and then SSE, including a dropped connection and resume with no gap.
+//! WebSocket and then SSE, including a dropped connection and resume with no gap; the server
+//! runs with `--compression`, and the script checks that Chromium negotiated
+//! permessage-deflate and that compressed messages arrive intact both ways.
 //!
 //! Chromium (`/usr/bin/chromium`, or `CHROMIUM_PATH`) and `tests/browser/node_modules` are
 //! installed by `.ci/test`; if they are missing this test fails and says so rather than
@@ -61,10 +63,11 @@ fn demo_page_in_headless_chromium() {
         dir.join("node_modules/playwright-core").display()
     );
 
-    let server = Server::start(&[]);
+    let server = Server::start(&["--compression"]);
     let mut child = Command::new("node")
         .arg("demo.mjs")
         .arg(server.addr().to_string())
+        .arg("--compression")
         .current_dir(&dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

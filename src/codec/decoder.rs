@@ -6,7 +6,14 @@
 //! the caller's buffer (no copy); only a frame cut by a read boundary, or a fragmented message,
 //! is copied into the decoder's own buffer, once. When [`Decoder::is_idle`] the decoder holds
 //! nothing worth keeping and the connection may drop it, so an idle connection owns no buffer.
+//!
+//! With permessage-deflate (RFC 7692), RSV1 on a message's first frame marks it compressed:
+//! its frames are collected and inflated once, at its end, by the worker's inflater (which
+//! is passed in per call, so it never holds half a message of one connection while it
+//! serves another), under the message size bound; UTF-8 is then checked on the inflated
+//! text.
 
+use crate::codec::deflate::{InflateError, Inflater};
 use crate::codec::frame::{self, close_code, Header, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use crate::codec::mask::apply_mask;
 use crate::codec::utf8::Utf8Validator;
@@ -59,6 +66,16 @@ pub enum Flow {
     Stop,
 }
 
+/// Where a piece of a data frame's payload stands.
+#[derive(Debug, Clone, Copy)]
+struct Bytes {
+    fin: bool,
+    /// The message's only frame, all of it in this read.
+    whole_message_here: bool,
+    /// The frame's last payload byte is in this piece.
+    complete: bool,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct FrameState {
     fin: bool,
@@ -77,6 +94,8 @@ pub struct Decoder {
     frame: Option<FrameState>,
     /// Text or Binary once a message has started and until its final frame.
     message: Option<bool>,
+    /// The message in progress is compressed (RSV1 on its first frame).
+    compressed: bool,
     message_buf: Vec<u8>,
     utf8: Utf8Validator,
     /// Payload of a control frame cut by a read boundary.
@@ -100,6 +119,22 @@ impl Decoder {
         &mut self,
         data: &mut [u8],
         max_message: usize,
+        on_event: F,
+    ) -> Result<Flow, ProtocolError>
+    where
+        F: FnMut(Event<'_>) -> Flow,
+    {
+        self.decode_with(data, max_message, None, on_event)
+    }
+
+    /// [`Decoder::decode`] on a connection that negotiated permessage-deflate when
+    /// `inflater` is given: RSV1 marks a compressed message, which is inflated with
+    /// `max_message` bounding its inflated size (and its compressed size as it arrives).
+    pub fn decode_with<F>(
+        &mut self,
+        data: &mut [u8],
+        max_message: usize,
+        mut inflater: Option<&mut Inflater>,
         mut on_event: F,
     ) -> Result<Flow, ProtocolError>
     where
@@ -108,7 +143,7 @@ impl Decoder {
         let mut pos = 0;
         loop {
             if self.frame.is_none() {
-                let Some(header) = self.next_header(data, &mut pos)? else {
+                let Some(header) = self.next_header(data, &mut pos, inflater.is_some())? else {
                     return Ok(Flow::Continue);
                 };
                 self.start_frame(header, max_message)?;
@@ -133,7 +168,17 @@ impl Decoder {
                 // A whole message in this read: its only frame, all of it here.
                 let whole_message_here =
                     whole_frame_here && f.fin && f.opcode != OpCode::Continuation;
-                self.on_data_bytes(f.fin, chunk, whole_message_here, complete, &mut on_event)?
+                let at = Bytes {
+                    fin: f.fin,
+                    whole_message_here,
+                    complete,
+                };
+                if self.compressed {
+                    let inflater = inflater.as_deref_mut();
+                    self.on_compressed_bytes(at, chunk, inflater, max_message, &mut on_event)?
+                } else {
+                    self.on_data_bytes(at, chunk, &mut on_event)?
+                }
             };
             if flow == Flow::Stop {
                 return Ok(Flow::Stop);
@@ -150,10 +195,11 @@ impl Decoder {
         &mut self,
         data: &[u8],
         pos: &mut usize,
+        rsv1_allowed: bool,
     ) -> Result<Option<Header>, ProtocolError> {
         let rest = data.get(*pos..).unwrap_or_default();
         if self.header_len == 0 {
-            return match frame::decode_client_header(rest)? {
+            return match frame::decode_client_header_ext(rest, rsv1_allowed)? {
                 Some(h) => {
                     *pos += h.header_len;
                     Ok(Some(h))
@@ -170,7 +216,7 @@ impl Decoder {
         let have = usize::from(self.header_len);
         let take = (MAX_HEADER_LEN - have).min(rest.len());
         self.header[have..have + take].copy_from_slice(&rest[..take]);
-        match frame::decode_client_header(&self.header[..have + take])? {
+        match frame::decode_client_header_ext(&self.header[..have + take], rsv1_allowed)? {
             Some(h) => {
                 *pos += h.header_len - have;
                 self.header_len = 0;
@@ -185,6 +231,14 @@ impl Decoder {
     }
 
     fn start_frame(&mut self, h: Header, max_message: usize) -> Result<(), ProtocolError> {
+        // RFC 7692 §6.1: RSV1 (allowed at all only with the extension) marks a message's
+        // first frame; on anything else it is a protocol error.
+        if h.rsv1 && h.opcode.is_control() {
+            return Err(ProtocolError::CompressedControl);
+        }
+        if h.rsv1 && h.opcode == OpCode::Continuation {
+            return Err(ProtocolError::CompressedContinuation);
+        }
         match h.opcode {
             OpCode::Continuation if self.message.is_none() => {
                 return Err(ProtocolError::UnexpectedContinuation)
@@ -194,6 +248,7 @@ impl Decoder {
             }
             OpCode::Text | OpCode::Binary => {
                 self.message = Some(h.opcode == OpCode::Text);
+                self.compressed = h.rsv1;
                 self.utf8 = Utf8Validator::new();
             }
             _ => {}
@@ -216,15 +271,18 @@ impl Decoder {
 
     fn on_data_bytes<F>(
         &mut self,
-        fin: bool,
+        at: Bytes,
         chunk: &[u8],
-        whole_message_here: bool,
-        complete: bool,
         on_event: &mut F,
     ) -> Result<Flow, ProtocolError>
     where
         F: FnMut(Event<'_>) -> Flow,
     {
+        let Bytes {
+            fin,
+            whole_message_here,
+            complete,
+        } = at;
         let text = self.message.unwrap_or(false);
         if text {
             self.utf8
@@ -242,6 +300,23 @@ impl Decoder {
                 payload: Payload::Borrowed(chunk),
             }));
         }
+        self.buffer(chunk);
+        if !(complete && fin) {
+            return Ok(Flow::Continue);
+        }
+        self.message = None;
+        if text && !self.utf8.is_complete() {
+            return Err(ProtocolError::InvalidUtf8);
+        }
+        let payload = std::mem::take(&mut self.message_buf);
+        Ok(on_event(Event::Message {
+            text,
+            payload: Payload::Owned(payload),
+        }))
+    }
+
+    /// Keeps a piece of a message that did not arrive whole in one read.
+    fn buffer(&mut self, chunk: &[u8]) {
         if self.message_buf.capacity() == 0 {
             let announced = self.frame.map_or(chunk.len() as u64, |f| f.len);
             self.message_buf.reserve(
@@ -251,14 +326,51 @@ impl Decoder {
             );
         }
         self.message_buf.extend_from_slice(chunk);
-        if !(complete && fin) {
-            return Ok(Flow::Continue);
+    }
+
+    /// Bytes of a compressed message: collected until its last frame ends, then inflated
+    /// in one go (straight from the read buffer when the message arrived whole).
+    fn on_compressed_bytes<F>(
+        &mut self,
+        at: Bytes,
+        chunk: &[u8],
+        inflater: Option<&mut Inflater>,
+        max_message: usize,
+        on_event: &mut F,
+    ) -> Result<Flow, ProtocolError>
+    where
+        F: FnMut(Event<'_>) -> Flow,
+    {
+        if !at.whole_message_here {
+            self.buffer(chunk);
+            if !(at.complete && at.fin) {
+                return Ok(Flow::Continue);
+            }
         }
-        self.message = None;
-        if text && !self.utf8.is_complete() {
-            return Err(ProtocolError::InvalidUtf8);
+        let text = self.message.take().unwrap_or(false);
+        self.compressed = false;
+        let buffered = std::mem::take(&mut self.message_buf);
+        let compressed = if at.whole_message_here {
+            chunk
+        } else {
+            &buffered[..]
+        };
+        // Without an inflater RSV1 was refused with the header; this is only a fallback.
+        let inflater = inflater.ok_or(ProtocolError::InvalidCompressedData)?;
+        let payload = inflater
+            .inflate(&[compressed], max_message)
+            .map_err(|e| match e {
+                InflateError::TooBig => ProtocolError::MessageTooBig,
+                InflateError::Corrupt => ProtocolError::InvalidCompressedData,
+            })?;
+        if text {
+            let mut utf8 = Utf8Validator::new();
+            utf8.feed(&payload)
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+            if !utf8.is_complete() {
+                return Err(ProtocolError::InvalidUtf8);
+            }
         }
-        let payload = std::mem::take(&mut self.message_buf);
         Ok(on_event(Event::Message {
             text,
             payload: Payload::Owned(payload),
@@ -357,6 +469,17 @@ mod tests {
 
     /// Feeds `stream` cut at `cuts`; returns the events and the first error.
     fn run(stream: &[u8], cuts: &[usize], max: usize) -> (Vec<Seen>, Option<ProtocolError>) {
+        run_with(stream, cuts, max, false)
+    }
+
+    /// [`run`], with permessage-deflate negotiated when `deflate`.
+    fn run_with(
+        stream: &[u8],
+        cuts: &[usize],
+        max: usize,
+        deflate: bool,
+    ) -> (Vec<Seen>, Option<ProtocolError>) {
+        let mut inflater = deflate.then(Inflater::default);
         let mut d = Decoder::new();
         let mut seen = Vec::new();
         let mut bounds = vec![0];
@@ -364,7 +487,7 @@ mod tests {
         bounds.push(stream.len());
         for w in bounds.windows(2) {
             let mut piece = stream[w[0]..w[1]].to_vec();
-            let r = d.decode(&mut piece, max, |e| {
+            let r = d.decode_with(&mut piece, max, inflater.as_mut(), |e| {
                 let stop = matches!(e, Event::Close { .. });
                 seen.push(match e {
                     Event::Message { text, payload } => {
@@ -572,6 +695,102 @@ mod tests {
                 Seen::Msg(true, vec![], true),
                 Seen::Msg(false, vec![], false)
             ]
+        );
+    }
+
+    /// A compressed message's frames: RSV1 on the first, the payload split into `parts`.
+    fn compressed_frames(opcode: u8, payload: &[u8], parts: usize) -> Vec<u8> {
+        let mut deflated = Vec::new();
+        crate::codec::deflate::Deflate::new().compress(payload, 15, &mut deflated);
+        let size = deflated.len().div_ceil(parts).max(1);
+        let chunks: Vec<&[u8]> = deflated.chunks(size).collect();
+        let mut out = Vec::new();
+        for (i, c) in chunks.iter().enumerate() {
+            let op = if i == 0 { opcode } else { 0 };
+            let mut f = client_frame(i + 1 == chunks.len(), op, c);
+            if i == 0 {
+                f[0] |= 0x40;
+            }
+            out.extend(f);
+        }
+        out
+    }
+
+    #[test]
+    fn compressed_messages_whole_fragmented_and_split_anywhere() {
+        let text = "κόσμε ".repeat(200);
+        let mut stream = compressed_frames(1, text.as_bytes(), 1);
+        stream.extend(client_frame(true, 9, b"between"));
+        stream.extend(compressed_frames(2, &[7u8; 5000], 3));
+        // Uncompressed messages still pass on a compressing connection.
+        stream.extend(client_frame(true, 1, b"plain"));
+        stream.extend(compressed_frames(1, b"", 1));
+        let want = vec![
+            Seen::Msg(true, text.as_bytes().to_vec(), false),
+            Seen::Ping(b"between".to_vec()),
+            Seen::Msg(false, vec![7u8; 5000], false),
+            Seen::Msg(true, b"plain".to_vec(), false),
+            Seen::Msg(true, vec![], false),
+        ];
+        for cut in 0..stream.len() {
+            let (seen, err) = run_with(&stream, &[cut], 1 << 20, true);
+            assert_eq!(err, None, "cut {cut}");
+            assert_eq!(strip_borrowed(seen), want, "cut {cut}");
+        }
+        let every_byte: Vec<usize> = (1..stream.len()).collect();
+        let (seen, err) = run_with(&stream, &every_byte, 1 << 20, true);
+        assert_eq!((strip_borrowed(seen), err), (want, None));
+    }
+
+    #[test]
+    fn rsv1_rules() {
+        let compressed = compressed_frames(1, b"hello", 1);
+        assert_eq!(
+            run(&compressed, &[], 100).1,
+            Some(ProtocolError::ReservedBits),
+            "not negotiated"
+        );
+        let mut ping = client_frame(true, 9, b"p");
+        ping[0] |= 0x40;
+        assert_eq!(
+            run_with(&ping, &[], 100, true).1,
+            Some(ProtocolError::CompressedControl)
+        );
+        let mut cont = client_frame(false, 1, b"a");
+        let mut second = client_frame(true, 0, b"b");
+        second[0] |= 0x40;
+        cont.extend(second);
+        assert_eq!(
+            run_with(&cont, &[], 100, true).1,
+            Some(ProtocolError::CompressedContinuation)
+        );
+        let mut rsv2 = client_frame(true, 1, b"a");
+        rsv2[0] |= 0x20;
+        assert_eq!(
+            run_with(&rsv2, &[], 100, true).1,
+            Some(ProtocolError::ReservedBits)
+        );
+    }
+
+    #[test]
+    fn inflated_size_is_bounded_and_utf8_is_checked_after_inflating() {
+        // 1 KiB that inflates to 1 MiB, against a 64 KiB bound.
+        let bomb = compressed_frames(2, &vec![0u8; 1 << 20], 1);
+        assert!(bomb.len() < 2048, "{}", bomb.len());
+        assert_eq!(
+            run_with(&bomb, &[], 64 * 1024, true).1,
+            Some(ProtocolError::MessageTooBig)
+        );
+        let bad_text = compressed_frames(1, b"ok \xff\xfe", 1);
+        assert_eq!(
+            run_with(&bad_text, &[], 100, true).1,
+            Some(ProtocolError::InvalidUtf8)
+        );
+        let mut corrupt = client_frame(true, 2, &[0xff, 0xff, 0xff]);
+        corrupt[0] |= 0x40;
+        assert_eq!(
+            run_with(&corrupt, &[], 100, true).1,
+            Some(ProtocolError::InvalidCompressedData)
         );
     }
 }

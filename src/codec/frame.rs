@@ -60,6 +60,8 @@ pub struct Header {
     pub payload_len: u64,
     /// Bytes the header itself took.
     pub header_len: usize,
+    /// RSV1: with permessage-deflate, "this message is compressed" (RFC 7692 §6).
+    pub rsv1: bool,
 }
 
 /// Decodes a client-to-server frame header from the start of `buf`.
@@ -70,12 +72,24 @@ pub struct Header {
 /// length that cannot be minimal-encoded is *not* an error (the RFC only says "must" for the
 /// sender, and Autobahn expects it to be accepted).
 pub fn decode_client_header(buf: &[u8]) -> Result<Option<Header>, ProtocolError> {
+    decode_client_header_ext(buf, false)
+}
+
+/// [`decode_client_header`] for a connection with an extension that gives RSV1 a meaning
+/// (permessage-deflate): with `rsv1_allowed`, RSV1 is reported in [`Header::rsv1`] rather
+/// than refused; which frames may carry it is the decoder's rule (it knows the message).
+pub fn decode_client_header_ext(
+    buf: &[u8],
+    rsv1_allowed: bool,
+) -> Result<Option<Header>, ProtocolError> {
     let (Some(&b0), Some(&b1)) = (buf.first(), buf.get(1)) else {
         return Ok(None);
     };
-    if b0 & 0x70 != 0 {
+    let reserved = if rsv1_allowed { 0x30 } else { 0x70 };
+    if b0 & reserved != 0 {
         return Err(ProtocolError::ReservedBits);
     }
+    let rsv1 = b0 & 0x40 != 0;
     let fin = b0 & 0x80 != 0;
     let opcode = OpCode::from_bits(b0 & 0x0F)?;
     if b1 & 0x80 == 0 {
@@ -118,6 +132,7 @@ pub fn decode_client_header(buf: &[u8]) -> Result<Option<Header>, ProtocolError>
         mask: [m[0], m[1], m[2], m[3]],
         payload_len,
         header_len: mask_at + 4,
+        rsv1,
     }))
 }
 
@@ -128,7 +143,19 @@ pub fn encode_server_header(
     opcode: OpCode,
     payload_len: usize,
 ) -> usize {
-    out[0] = (if fin { 0x80 } else { 0 }) | opcode.bits();
+    encode_server_header_rsv1(out, fin, false, opcode, payload_len)
+}
+
+/// [`encode_server_header`] with RSV1 set as given: a permessage-deflate compressed
+/// message sets it on its first frame (RFC 7692 §6.1).
+pub fn encode_server_header_rsv1(
+    out: &mut [u8; MAX_HEADER_LEN],
+    fin: bool,
+    rsv1: bool,
+    opcode: OpCode,
+    payload_len: usize,
+) -> usize {
+    out[0] = (if fin { 0x80 } else { 0 }) | (if rsv1 { 0x40 } else { 0 }) | opcode.bits();
     if payload_len < 126 {
         out[1] = payload_len as u8;
         2
@@ -150,6 +177,16 @@ pub fn write_server_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
     out.reserve(n + payload.len());
     out.extend_from_slice(&header[..n]);
     out.extend_from_slice(payload);
+}
+
+/// Appends a complete compressed server frame: RSV1 set, `deflated` already the
+/// permessage-deflate payload (RFC 7692 §7.2.1).
+pub fn write_compressed_frame(out: &mut Vec<u8>, opcode: OpCode, deflated: &[u8]) {
+    let mut header = [0u8; MAX_HEADER_LEN];
+    let n = encode_server_header_rsv1(&mut header, true, true, opcode, deflated.len());
+    out.reserve(n + deflated.len());
+    out.extend_from_slice(&header[..n]);
+    out.extend_from_slice(deflated);
 }
 
 /// Whether a complete server frame (unmasked, as [`write_server_frame`] makes it) is text,
@@ -198,7 +235,8 @@ mod tests {
                 opcode: OpCode::Text,
                 mask: [0x37, 0xfa, 0x21, 0x3d],
                 payload_len: 5,
-                header_len: 6
+                header_len: 6,
+                rsv1: false,
             }
         );
     }
@@ -251,6 +289,36 @@ mod tests {
         let mut top_bit = vec![0x82, 0xFF];
         top_bit.extend_from_slice(&(1u64 << 63).to_be_bytes());
         assert_eq!(decode_client_header(&top_bit), Err(LengthTopBitSet));
+    }
+
+    #[test]
+    fn rsv1_with_an_extension() {
+        let compressed = [0xC1, 0x80, 0, 0, 0, 0];
+        let h = decode_client_header_ext(&compressed, true)
+            .unwrap()
+            .unwrap();
+        assert!(h.rsv1);
+        assert_eq!(
+            decode_client_header_ext(&compressed, false),
+            Err(ProtocolError::ReservedBits)
+        );
+        // RSV2 and RSV3 stay reserved.
+        for b0 in [0xE1, 0xD1, 0xA1, 0x91] {
+            assert_eq!(
+                decode_client_header_ext(&[b0, 0x80], true),
+                Err(ProtocolError::ReservedBits),
+                "{b0:02x}"
+            );
+        }
+        let mut h = [0u8; MAX_HEADER_LEN];
+        assert_eq!(
+            encode_server_header_rsv1(&mut h, true, true, OpCode::Text, 7),
+            2
+        );
+        assert_eq!(&h[..2], &[0xC1, 7]);
+        let mut f = Vec::new();
+        write_compressed_frame(&mut f, OpCode::Binary, &[0xf2, 0x48]);
+        assert_eq!(f, [0xC2, 2, 0xf2, 0x48]);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use sha1::{Digest, Sha1};
 
+use crate::codec::deflate::{self, Agreed};
 use crate::error::HandshakeError;
 
 /// Most header lines we look at; more is refused with 431 like an oversized block.
@@ -41,6 +42,8 @@ pub struct Request<'a> {
     pub origin: Option<&'a str>,
     /// All `Sec-WebSocket-Protocol` values, comma lists joined in order.
     pub protocols: Vec<&'a str>,
+    /// Every `Sec-WebSocket-Extensions` value, in order (parsed by the negotiation).
+    pub extensions: Vec<&'a str>,
     pub content_length: Option<&'a str>,
     pub content_type: Option<&'a str>,
     pub transfer_encoding: Option<&'a str>,
@@ -111,6 +114,8 @@ pub fn parse_request(buf: &[u8], max_bytes: usize) -> Result<Option<Request<'_>>
         } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
             out.protocols
                 .extend(value.split(',').map(str::trim).filter(|p| !p.is_empty()));
+        } else if name.eq_ignore_ascii_case("sec-websocket-extensions") {
+            out.extensions.push(value);
         } else if name.eq_ignore_ascii_case("content-length") {
             out.content_length = Some(value);
         } else if name.eq_ignore_ascii_case("content-type") {
@@ -137,6 +142,8 @@ pub struct Upgrade<'a> {
     pub accept: String,
     /// The subprotocol chosen, if the client offered one we speak.
     pub protocol: Option<&'a str>,
+    /// permessage-deflate, when enabled and the client offered terms we accept.
+    pub deflate: Option<Agreed>,
 }
 
 /// Policy for upgrades, from the configuration.
@@ -146,6 +153,8 @@ pub struct UpgradePolicy<'c> {
     pub allowed_origins: &'c [String],
     /// In order of the server's preference.
     pub subprotocols: &'c [String],
+    /// Accept permessage-deflate offers (`--compression`).
+    pub compression: bool,
 }
 
 /// Validates a WebSocket opening handshake (method and path are the router's business).
@@ -200,9 +209,15 @@ pub fn validate_upgrade<'a>(
             .find(|&&theirs| theirs == ours)
             .copied()
     });
+    let deflate = if policy.compression {
+        deflate::negotiate(req.extensions.iter().copied())
+    } else {
+        None
+    };
     Ok(Upgrade {
         accept: accept_key(key),
         protocol,
+        deflate,
     })
 }
 
@@ -226,6 +241,10 @@ pub fn write_101(out: &mut Vec<u8>, up: &Upgrade<'_>) {
     if let Some(p) = up.protocol {
         out.extend_from_slice(b"\r\nSec-WebSocket-Protocol: ");
         out.extend_from_slice(p.as_bytes());
+    }
+    if let Some(agreed) = &up.deflate {
+        out.extend_from_slice(b"\r\nSec-WebSocket-Extensions: ");
+        out.extend_from_slice(agreed.answer().as_bytes());
     }
     out.extend_from_slice(b"\r\n\r\n");
 }
@@ -328,6 +347,7 @@ mod tests {
         UpgradePolicy {
             allowed_origins: origins,
             subprotocols: protos,
+            compression: false,
         }
     }
 
@@ -400,9 +420,36 @@ mod tests {
             &Upgrade {
                 accept: "x".into(),
                 protocol: Some("chat"),
+                deflate: None,
             },
         );
         assert!(out.ends_with(b"Sec-WebSocket-Accept: x\r\nSec-WebSocket-Protocol: chat\r\n\r\n"));
+    }
+
+    #[test]
+    fn permessage_deflate_goes_into_the_101_when_enabled() {
+        let offer = String::from_utf8_lossy(GOOD).replace(
+            "\r\n\r\n",
+            "\r\nSec-WebSocket-Extensions: x-foo\r\nsec-websocket-extensions: permessage-deflate; server_max_window_bits=10\r\n\r\n",
+        );
+        let r = parse(offer.as_bytes());
+        assert_eq!(r.extensions.len(), 2);
+        let off = validate_upgrade(&r, &policy(&[], &[])).unwrap();
+        assert_eq!(off.deflate, None, "--compression off: offers ignored");
+        let on = UpgradePolicy {
+            compression: true,
+            ..policy(&[], &[])
+        };
+        let up = validate_upgrade(&r, &on).unwrap();
+        assert_eq!(up.deflate.map(|a| a.window_bits()), Some(10));
+        let mut out = Vec::new();
+        write_101(&mut out, &up);
+        assert!(out.ends_with(b"\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=10\r\n\r\n"));
+        // No offer, no header.
+        let up = validate_upgrade(&parse(GOOD), &on).unwrap();
+        out.clear();
+        write_101(&mut out, &up);
+        assert!(!String::from_utf8_lossy(&out).contains("Extensions"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Pure bytes, no I/O: what arrives and leaves on the wire, as functions over slices.
 pub mod cursor;
 pub mod decoder;
+pub mod deflate;
 pub mod frame;
 pub mod http;
 pub mod mask;

@@ -55,6 +55,17 @@ struct Flags {
           value_parser = list_item, value_delimiter = ',')]
     subprotocol: Vec<Option<String>>,
 
+    /// accept permessage-deflate (RFC 7692) when a client offers it: compressed messages,
+    /// CPU for bandwidth (off: every client is answered uncompressed)
+    #[arg(long, env = "SWITCHBOARD_COMPRESSION", help_heading = WEBSOCKET)]
+    compression: bool,
+
+    /// with --compression, messages smaller than this go out uncompressed
+    #[arg(long, value_name = "N", env = "SWITCHBOARD_COMPRESSION_MIN_BYTES",
+          help_heading = WEBSOCKET, default_value_t = DEFAULT_COMPRESSION_MIN_BYTES,
+          value_parser = range::<0, MAX_BYTES_LIMIT>)]
+    compression_min_bytes: usize,
+
     /// open connections before new ones get 503
     #[arg(long, value_name = "N", env = "SWITCHBOARD_MAX_CONNECTIONS", help_heading = LIMITS,
           value_parser = range::<1, { usize::MAX }>)]
@@ -243,8 +254,9 @@ struct Flags {
 
 /// What `--help` shows as the default of flags without one clap could print: the value is
 /// worked out at start, or the feature is off. (Arg id, text.)
-fn computed_defaults() -> [(&'static str, String); 14] {
+fn computed_defaults() -> [(&'static str, String); 15] {
     [
+        ("compression", "off".into()),
         ("redis", "none (a single node, in memory)".into()),
         ("node_id", "host name and process id".into()),
         ("workers", "CPU count".into()),
@@ -353,6 +365,8 @@ impl Flags {
             max_outbound_bytes: self.max_outbound_bytes,
             allowed_origins: list(matches, "allowed_origin", self.allowed_origin)?,
             subprotocols: list(matches, "subprotocol", self.subprotocol)?,
+            compression: self.compression,
+            compression_min_bytes: self.compression_min_bytes,
             ping_interval: Duration::from_secs(self.ping_interval),
             idle_timeout: Duration::from_secs(self.idle_timeout),
             handshake_timeout: Duration::from_secs(self.handshake_timeout),
@@ -486,6 +500,19 @@ mod tests {
         assert_eq!(c.max_connections, None);
         assert_eq!(c.api_key, None);
         assert!(c.allowed_origins.is_empty() && c.subprotocols.is_empty());
+        assert!(!c.compression);
+        assert_eq!(c.compression_min_bytes, 128);
+    }
+
+    #[test]
+    fn compression_flags() {
+        let c = run(&["--compression", "--compression-min-bytes", "0"]).unwrap();
+        assert!(c.compression);
+        assert_eq!(c.compression_min_bytes, 0);
+        match run(&["--compression-min-bytes=x"]) {
+            Err(ConfigError(e)) => assert!(e.contains("--compression-min-bytes"), "{e}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

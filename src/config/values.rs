@@ -18,6 +18,10 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 8 * 1024;
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 /// Queued outbound bytes per connection before it counts as a slow consumer.
 pub const DEFAULT_MAX_OUTBOUND_BYTES: usize = 1024 * 1024;
+/// With `--compression`, messages below this many bytes go out uncompressed: a DEFLATE
+/// block costs a few bytes of its own, and small JSON rarely shrinks enough to pay for the
+/// CPU.
+pub const DEFAULT_COMPRESSION_MIN_BYTES: usize = 128;
 pub const DEFAULT_PING_INTERVAL_S: u64 = 30;
 pub const DEFAULT_IDLE_TIMEOUT_S: u64 = 60;
 pub const DEFAULT_HANDSHAKE_TIMEOUT_S: u64 = 10;
@@ -110,6 +114,10 @@ pub struct Config {
     pub max_outbound_bytes: usize,
     pub allowed_origins: Vec<String>,
     pub subprotocols: Vec<String>,
+    /// Accept permessage-deflate offers.
+    pub compression: bool,
+    /// Messages below this go out uncompressed on a compressing connection.
+    pub compression_min_bytes: usize,
     pub ping_interval: Duration,
     pub idle_timeout: Duration,
     pub handshake_timeout: Duration,
@@ -164,6 +172,8 @@ impl Default for Config {
             max_outbound_bytes: DEFAULT_MAX_OUTBOUND_BYTES,
             allowed_origins: Vec::new(),
             subprotocols: Vec::new(),
+            compression: false,
+            compression_min_bytes: DEFAULT_COMPRESSION_MIN_BYTES,
             ping_interval: Duration::from_secs(DEFAULT_PING_INTERVAL_S),
             idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_S),
             handshake_timeout: Duration::from_secs(DEFAULT_HANDSHAKE_TIMEOUT_S),

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use crate::codec::deflate::{Deflate, Window};
 use crate::hub::link::Delivery;
 use crate::hub::msg::Msg;
 use crate::hub::subs::LocalIndex;
@@ -110,11 +111,22 @@ impl Batch {
     }
 }
 
-/// The WebSocket frame an owed item stands for.
-pub fn ws_frame<'a>(items: &'a [Item], o: &Owed) -> Option<&'a Arc<[u8]>> {
+/// The WebSocket frame an owed item stands for, for a connection that compresses with
+/// `window` (`None`: it does not). Messages use their compressed frame once
+/// [`deflate_owed`] built it; join/leave and reset frames are small and go uncompressed.
+pub fn ws_frame<'a>(items: &'a [Item], o: &Owed, window: Option<Window>) -> Option<&'a Arc<[u8]>> {
     match items.get(o.item as usize)? {
-        Item::Message { msg, .. } if o.raw => Some(&msg.raw_frame),
-        Item::Message { msg, .. } => Some(&msg.frame),
+        Item::Message { msg, .. } => Some(msg.ws_frame_for(o.raw, window)),
         Item::Presence(f) | Item::Reset { frame: f, .. } => Some(f),
+    }
+}
+
+/// Makes sure the compressed frames of the messages owed to a compressing connection exist:
+/// the first worker that needs one compresses it, once for every subscriber on every worker.
+pub fn deflate_owed(group: &[Owed], items: &[Item], codec: &mut Deflate, min_bytes: usize) {
+    for o in group {
+        if let Some(Item::Message { msg, .. }) = items.get(o.item as usize) {
+            msg.deflate(o.raw, codec, min_bytes);
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::io::{self, IoSlice, Write};
 
+use crate::codec::deflate::Window;
 use crate::hub::plan::{ws_frame, Item, Owed};
 use crate::transport::out::OutQueue;
 
@@ -56,21 +57,24 @@ pub enum Delivered {
 
 /// Delivers owed frames to a WebSocket: straight from the shared buffers with `writev` while
 /// nothing is queued, then into its queue (sharing, not copying) up to `max_queued` bytes.
+/// `window`: the connection compresses (permessage-deflate) and takes the messages'
+/// compressed frames, already built (`plan::deflate_owed`).
 pub fn deliver_ws<W: Write>(
     socket: &mut W,
     outq: &mut Option<Box<OutQueue>>,
     group: &[Owed],
     items: &[Item],
     max_queued: usize,
+    window: Option<Window>,
 ) -> io::Result<Delivered> {
     let (mut done, mut partial) = (0, 0);
     if outq.is_none() {
-        (done, partial) = write_direct(socket, group, items)?;
+        (done, partial) = write_direct(socket, group, items, window)?;
     }
     let written: usize = group
         .iter()
         .take(done)
-        .filter_map(|o| ws_frame(items, o))
+        .filter_map(|o| ws_frame(items, o, window))
         .map(|f| f.len())
         .sum::<usize>()
         + partial;
@@ -79,7 +83,7 @@ pub fn deliver_ws<W: Write>(
     };
     let q = outq.get_or_insert_with(Box::default);
     for (i, o) in rest.iter().enumerate() {
-        let Some(f) = ws_frame(items, o) else {
+        let Some(f) = ws_frame(items, o, window) else {
             continue;
         };
         // A frame cut by a partial write is always finished (a cut-off connection still
@@ -103,8 +107,9 @@ fn write_direct<W: Write>(
     socket: &mut W,
     group: &[Owed],
     items: &[Item],
+    window: Option<Window>,
 ) -> io::Result<(usize, usize)> {
-    let frame = |o: &Owed| ws_frame(items, o).map_or(&[][..], |f| &f[..]);
+    let frame = |o: &Owed| ws_frame(items, o, window).map_or(&[][..], |f| &f[..]);
     let mut done = 0;
     while let Some(rest) = group.get(done..).filter(|r| !r.is_empty()) {
         let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
@@ -302,7 +307,7 @@ mod fanout_tests {
         let items = presence_items(&[10, 20, 30]);
         let mut sink = sink(25);
         let mut q = None;
-        let r = deliver_ws(&mut sink, &mut q, &owed(3), &items, 1 << 20).unwrap();
+        let r = deliver_ws(&mut sink, &mut q, &owed(3), &items, 1 << 20, None).unwrap();
         assert_eq!(r, Delivered::Ok(25));
         let queued = q.as_ref().map_or(0, |q| q.len());
         assert_eq!(25 + queued, 12 + 22 + 32);
@@ -322,7 +327,7 @@ mod fanout_tests {
         let items = presence_items(&[1000, 1000]);
         let mut sink = sink(100);
         let mut q = None;
-        let r = deliver_ws(&mut sink, &mut q, &owed(2), &items, 64).unwrap();
+        let r = deliver_ws(&mut sink, &mut q, &owed(2), &items, 64, None).unwrap();
         assert_eq!(r, Delivered::OverCap, "the second frame does not fit");
         assert_eq!(
             100 + q.as_ref().unwrap().len(),
@@ -337,13 +342,13 @@ mod fanout_tests {
         let mut sink = sink(0);
         let mut q = None;
         assert_eq!(
-            deliver_ws(&mut sink, &mut q, &owed(1), &items, 1024).unwrap(),
+            deliver_ws(&mut sink, &mut q, &owed(1), &items, 1024, None).unwrap(),
             Delivered::Ok(0)
         );
         assert_eq!(q.as_ref().unwrap().len(), 5004);
         // Behind it, the next one is over the cap.
         assert_eq!(
-            deliver_ws(&mut sink, &mut q, &owed(1), &items, 1024).unwrap(),
+            deliver_ws(&mut sink, &mut q, &owed(1), &items, 1024, None).unwrap(),
             Delivered::OverCap
         );
     }

@@ -5,6 +5,7 @@
 //! is in flight).
 
 use crate::codec::decoder::Decoder;
+use crate::codec::deflate::Window;
 use crate::transport::out::OutQueue;
 use crate::transport::router::Route;
 use crate::transport::session::Session;
@@ -45,6 +46,10 @@ pub struct ConnState {
     pub body_pending: bool,
     /// Reading is paused until queued output drains (the peer reads slower than it sends).
     pub read_paused: bool,
+    /// permessage-deflate was negotiated: our compressor's window for this connection. One
+    /// byte, in what was padding: compression costs an idle connection nothing (no DEFLATE
+    /// state is kept per connection; the worker's is reset per message).
+    pub deflate: Option<Window>,
     /// A request head that arrived in pieces, or requests pipelined behind a held one.
     pub head: Option<Box<Vec<u8>>>,
     /// Frame or message in progress.
@@ -68,6 +73,7 @@ impl ConnState {
             peer_eof: false,
             fin_sent: false,
             read_paused: false,
+            deflate: None,
             body_pending: false,
             head: None,
             decoder: None,

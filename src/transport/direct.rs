@@ -20,8 +20,8 @@ pub fn deliver(st: &mut ConnState, msg: &Arc<Msg>, cx: &mut Cx<'_>) -> Verdict {
     }
     match (st.transport, st.session.as_deref()) {
         (Some(Route::Ws), Some(s)) => {
-            let frame = if s.raw { &msg.raw_frame } else { &msg.frame };
-            Out::new(cx.wbuf, &mut st.outq).shared(frame);
+            cx.window = st.deflate;
+            cx.out(&mut st.outq).msg(msg, s.raw);
             Verdict::Keep
         }
         (Some(Route::Sse), Some(s)) => {

@@ -32,6 +32,7 @@ pub fn on_bytes(st: &mut ConnState, data: &mut [u8], cx: &mut Cx<'_>) -> Verdict
 /// The engine's later answer to request `op` of this connection.
 pub fn on_answer(st: &mut ConnState, op: PendingOp, answer: Answered, cx: &mut Cx<'_>) -> Verdict {
     let open = st.phase == Phase::Open;
+    cx.window = st.deflate;
     match (op, st.transport, st.session.as_deref_mut()) {
         (PendingOp::Ws { op, reference }, Some(Route::Ws), Some(s)) if open => {
             ws::on_answer(s, op, reference.as_deref(), answer, &mut st.outq, cx);

@@ -8,7 +8,9 @@ use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::sync::Arc;
 
+use crate::codec::deflate::{Deflate, Window};
 use crate::codec::frame::{self, OpCode, MAX_HEADER_LEN};
+use crate::hub::msg::Msg;
 
 /// Small owned pushes are appended to the last owned chunk up to this size, so a burst of
 /// small frames becomes one buffer rather than one allocation each.
@@ -135,11 +137,40 @@ impl OutQueue {
 pub struct Out<'a> {
     pub wbuf: &'a mut Vec<u8>,
     pub outq: &'a mut Option<Box<OutQueue>>,
+    /// Data frames are compressed (the connection negotiated permessage-deflate).
+    deflate: Option<Compressing<'a>>,
+}
+
+/// How a compressing connection's data frames are compressed.
+pub struct Compressing<'a> {
+    /// The worker's compressor.
+    pub codec: &'a mut Deflate,
+    /// The most window bits the peer allows.
+    pub window: Window,
+    /// Smaller messages go out uncompressed (`--compression-min-bytes`).
+    pub min_bytes: usize,
 }
 
 impl<'a> Out<'a> {
     pub fn new(wbuf: &'a mut Vec<u8>, outq: &'a mut Option<Box<OutQueue>>) -> Self {
-        Out { wbuf, outq }
+        Out {
+            wbuf,
+            outq,
+            deflate: None,
+        }
+    }
+
+    /// [`Out::new`] for a connection whose data frames are compressed when `deflate` is set.
+    pub fn with_deflate(
+        wbuf: &'a mut Vec<u8>,
+        outq: &'a mut Option<Box<OutQueue>>,
+        deflate: Option<Compressing<'a>>,
+    ) -> Self {
+        Out {
+            wbuf,
+            outq,
+            deflate,
+        }
     }
 
     pub fn bytes(&mut self, bytes: &[u8]) {
@@ -149,7 +180,23 @@ impl<'a> Out<'a> {
         }
     }
 
+    /// A frame with `payload`; a data frame on a compressing connection is compressed when
+    /// it is at least the minimum size and compressing makes it smaller.
     pub fn frame(&mut self, opcode: OpCode, payload: &[u8]) {
+        if let Some(c) = self.deflate.take() {
+            let compressed = (!opcode.is_control() && payload.len() >= c.min_bytes)
+                .then(|| c.codec.compress_message(payload, c.window.bits()))
+                .flatten();
+            if let Some(z) = compressed {
+                let mut header = [0u8; MAX_HEADER_LEN];
+                let n = frame::encode_server_header_rsv1(&mut header, true, true, opcode, z.len());
+                self.bytes(&header[..n]);
+                self.bytes(z);
+                self.deflate = Some(c);
+                return;
+            }
+            self.deflate = Some(c);
+        }
         let mut header = [0u8; MAX_HEADER_LEN];
         let n = frame::encode_server_header(&mut header, true, opcode, payload.len());
         self.bytes(&header[..n]);
@@ -162,7 +209,7 @@ impl<'a> Out<'a> {
 
     /// Queues a frame whose payload is handed over: large payloads are not copied.
     pub fn frame_owned(&mut self, opcode: OpCode, payload: Vec<u8>) {
-        if payload.len() < ZERO_COPY_MIN_BYTES {
+        if payload.len() < ZERO_COPY_MIN_BYTES || self.deflate.is_some() {
             self.frame(opcode, &payload);
             return;
         }
@@ -180,6 +227,16 @@ impl<'a> Out<'a> {
         } else {
             self.queue().push_shared(frame.clone());
         }
+    }
+
+    /// A published message: the envelope, or with `raw` the payload alone; compressed on a
+    /// compressing connection (built once per message and shared, see [`Msg::deflate`]).
+    pub fn msg(&mut self, msg: &Msg, raw: bool) {
+        let window = self.deflate.as_mut().map(|c| {
+            msg.deflate(raw, c.codec, c.min_bytes);
+            c.window
+        });
+        self.shared(msg.ws_frame_for(raw, window));
     }
 
     /// The connection's queue, created behind what the batch buffer already holds.

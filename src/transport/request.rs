@@ -304,6 +304,7 @@ fn upgrade(st: &mut ConnState, req: &Request<'_>, route: Route, cx: &mut Cx<'_>)
     let policy = UpgradePolicy {
         allowed_origins: &cx.cfg.allowed_origins,
         subprotocols: &cx.cfg.subprotocols,
+        compression: cx.cfg.compression,
     };
     let up = match http::validate_upgrade(req, &policy) {
         Ok(up) => up,
@@ -318,6 +319,8 @@ fn upgrade(st: &mut ConnState, req: &Request<'_>, route: Route, cx: &mut Cx<'_>)
         None
     };
     http::write_101(cx.wbuf, &up);
+    st.deflate = up.deflate.map(|a| a.window());
+    cx.window = st.deflate;
     st.transport = Some(route);
     st.set_phase(Phase::Open, cx.now);
     cx.stats.opened(route);

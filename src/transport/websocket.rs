@@ -1,6 +1,8 @@
 //! An open WebSocket's input: frames decoded and dispatched — data messages to the route
 //! (`/echo` echoes, `/ws` speaks the channel protocol), pings answered, the close handshake
-//! completed. A protocol violation fails the connection with its close code.
+//! completed. A protocol violation fails the connection with its close code. On a
+//! connection with permessage-deflate, compressed messages are inflated by the worker's
+//! inflater and replies and echoes are compressed.
 
 use std::sync::atomic::Ordering;
 
@@ -27,7 +29,10 @@ pub fn on_frames(st: &mut ConnState, data: &mut [u8], cx: &mut Cx<'_>) -> Verdic
     let session = &mut st.session;
     let outq = &mut st.outq;
     let max = cx.cfg.max_message_bytes;
-    let result = decoder.decode(data, max, |event| {
+    cx.window = st.deflate;
+    // The worker's inflater, out of `cx` for the call so the handler can use the rest.
+    let mut inflater = st.deflate.map(|_| cx.deflate.take_inflater());
+    let result = decoder.decode_with(data, max, inflater.as_mut(), |event| {
         if closing {
             // Waiting for the peer's Close: everything else is ignored.
             if let Event::Close { .. } = event {
@@ -45,7 +50,7 @@ pub fn on_frames(st: &mut ConnState, data: &mut [u8], cx: &mut Cx<'_>) -> Verdic
                     }
                     _ => {
                         cx.stats.messages_out.fetch_add(1, Ordering::Relaxed);
-                        echo(&mut Out::new(cx.wbuf, outq), text, payload)
+                        echo(&mut cx.out(outq), text, payload)
                     }
                 }
                 Flow::Continue
@@ -67,6 +72,9 @@ pub fn on_frames(st: &mut ConnState, data: &mut [u8], cx: &mut Cx<'_>) -> Verdic
             }
         }
     });
+    if let Some(inflater) = inflater {
+        cx.deflate.put_inflater(inflater);
+    }
     match result {
         Err(e) => {
             if closing {

@@ -167,7 +167,7 @@ fn subscribe(
         },
         reference: sub.reference.map(Into::into),
     });
-    let mut out = Out::new(cx.wbuf, outq);
+    let mut out = cx.out(outq);
     match result {
         Ok(Some(answered)) => send_subscribed(
             s,
@@ -202,7 +202,7 @@ fn send_subscribed(
         ));
     }
     for msg in &sub.replay {
-        out.shared(if s.raw { &msg.raw_frame } else { &msg.frame });
+        out.msg(msg, s.raw);
     }
 }
 
@@ -216,13 +216,13 @@ pub fn on_message(
 ) {
     if !text {
         let json = protocol::error_json(&OpError::BinaryFrame, None);
-        return Out::new(cx.wbuf, outq).text(&json);
+        return cx.out(outq).text(&json);
     }
     let req = match protocol::parse(bytes) {
         Ok(r) => r,
         Err((e, reference)) => {
             let json = protocol::error_json(&e, reference.map(|r| r.get()));
-            return Out::new(cx.wbuf, outq).text(&json);
+            return cx.out(outq).text(&json);
         }
     };
     let reference = req.reference.map(|r| r.get());
@@ -315,7 +315,7 @@ pub fn on_message(
         Ok(json) => json,
         Err(e) => protocol::error_json(&e, reference),
     };
-    Out::new(cx.wbuf, outq).text(&json);
+    cx.out(outq).text(&json);
 }
 
 /// `{"op":"refresh","token":..}`: a newer token for the same user extends the connection;
@@ -428,7 +428,7 @@ pub fn on_answer(
                 }
                 Ok(sub) => {
                     session::register(cx.index, s, cx.who, &channel, &sub, presence);
-                    let mut out = Out::new(cx.wbuf, outq);
+                    let mut out = cx.out(outq);
                     return send_subscribed(s, &channel, &sub, from_url, &mut out, reference);
                 }
             }
@@ -440,5 +440,5 @@ pub fn on_answer(
         Ok(json) => json,
         Err(e) => protocol::error_json(&e, reference),
     };
-    Out::new(cx.wbuf, outq).text(&json);
+    cx.out(outq).text(&json);
 }

@@ -1,5 +1,5 @@
 // End-to-end test of the demo page in a real headless Chromium (Debian's package), driven by
-// playwright-core. Usage: node demo.mjs HOST:PORT
+// playwright-core. Usage: node demo.mjs HOST:PORT [--compression]
 //
 // For each transport (WebSocket, then ?transport=sse) the page is opened through a small TCP
 // proxy that this script controls, so it can make "the server" drop the page's connection
@@ -7,12 +7,16 @@
 //   1. a message published over HTTP shows up on the page;
 //   2. after the connection is dropped and messages are published while the page is away,
 //      the page reconnects, resumes from its last id, and shows every id exactly once.
+// With --compression (the server runs with it), the page's WebSocket must have negotiated
+// permessage-deflate, a large broadcast must arrive intact, and a large message must
+// round-trip through /echo compressed both ways.
 import net from "node:net";
 import { chromium } from "playwright-core";
 
 const target = process.argv[2];
+const compression = process.argv.includes("--compression");
 if (!target) {
-  console.error("usage: node demo.mjs HOST:PORT");
+  console.error("usage: node demo.mjs HOST:PORT [--compression]");
   process.exit(2);
 }
 const [host, port] = [target.slice(0, target.lastIndexOf(":")), Number(target.slice(target.lastIndexOf(":") + 1))];
@@ -83,6 +87,39 @@ function check(cond, what) {
   console.log(`ok - ${what}`);
 }
 
+// The page's own WebSocket (the demo's `conn`) negotiated permessage-deflate; a broadcast
+// above --compression-min-bytes reaches it; and Chromium's compressed messages round-trip
+// through /echo.
+async function checkCompression(page, channel) {
+  const ext = await page.evaluate(() => conn.extensions);
+  check(ext.includes("permessage-deflate"), `ws: the page's WebSocket negotiated compression (${ext})`);
+  const big = `a longer message, compressed once for every subscriber: ${"tick tock ".repeat(200)}`;
+  const id = await publish(channel, big);
+  await page.waitForSelector(`#log li[data-id='${id}']`, { timeout: STEP_TIMEOUT });
+  const shown = await page.textContent(`#log li[data-id='${id}'] .data`);
+  check(shown === big, `ws: a ${big.length}-byte compressed broadcast is shown intact`);
+  const echo = await page.evaluate(
+    (timeout) =>
+      new Promise((resolve, reject) => {
+        const ws = new WebSocket(`ws://${location.host}/echo`);
+        const sent = JSON.stringify(Array.from({ length: 3000 }, (_, i) => ({ id: i, ok: i % 2 === 0 })));
+        const t = setTimeout(() => reject(new Error("no echo in time")), timeout);
+        ws.onopen = () => ws.send(sent);
+        ws.onmessage = (e) => {
+          clearTimeout(t);
+          ws.close();
+          resolve({ extensions: ws.extensions, same: e.data === sent, length: sent.length });
+        };
+        ws.onerror = () => reject(new Error("echo socket failed"));
+      }),
+    STEP_TIMEOUT,
+  );
+  check(
+    echo.extensions.includes("permessage-deflate") && echo.same,
+    `ws: a ${echo.length}-byte message round-trips through /echo compressed (${echo.extensions})`,
+  );
+}
+
 async function runTransport(browser, transport) {
   const proxy = await startProxy();
   const channel = `demo-${transport}-${Date.now()}`;
@@ -99,6 +136,7 @@ async function runTransport(browser, transport) {
     await page.waitForSelector(`#log li[data-id='${first}']`, { timeout: STEP_TIMEOUT });
     const text = await page.textContent(`#log li[data-id='${first}'] .data`);
     check(text === `hello over ${transport}`, `${transport}: message published over HTTP is shown`);
+    if (compression && transport === "ws") await checkCompression(page, channel);
 
     // The server side drops the connection; messages are published while the page is away.
     proxy.drop();

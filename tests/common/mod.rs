@@ -452,6 +452,8 @@ pub struct Frame {
     pub payload: Vec<u8>,
     /// How the length was encoded on the wire: 0 (7-bit), 2 (16-bit) or 8 (64-bit) extra bytes.
     pub len_bytes: u8,
+    /// RSV1: a permessage-deflate compressed message (only on a connection that agreed it).
+    pub rsv1: bool,
 }
 
 impl Frame {
@@ -473,6 +475,38 @@ pub struct Client {
     pub buf: Vec<u8>,
     /// The 101 response.
     pub response: Response,
+    /// The 101 agreed permessage-deflate: RSV1 may be set on a message's first frame, and
+    /// [`Client::read_message`] inflates such messages.
+    pub deflate: bool,
+}
+
+/// Whether a 101 agreed permessage-deflate.
+fn agreed_deflate(response: &Response) -> bool {
+    response
+        .header("sec-websocket-extensions")
+        .is_some_and(|v| v.starts_with("permessage-deflate"))
+}
+
+/// Inflates a permessage-deflate message payload (RFC 7692 §7.2.2: the `00 00 ff ff` tail
+/// appended), with flate2 directly rather than the server's own codec.
+pub fn inflate_message(payload: &[u8]) -> Vec<u8> {
+    let mut d = flate2::Decompress::new(false);
+    let mut input = payload.to_vec();
+    input.extend_from_slice(&[0x00, 0x00, 0xff, 0xff]);
+    let mut out = Vec::with_capacity(payload.len() * 8 + 1024);
+    loop {
+        let before = d.total_in();
+        d.decompress_vec(
+            &input[before as usize..],
+            &mut out,
+            flate2::FlushDecompress::Sync,
+        )
+        .expect("the server sent invalid DEFLATE data");
+        if d.total_in() as usize == input.len() && out.len() < out.capacity() {
+            return out;
+        }
+        out.reserve(out.capacity());
+    }
 }
 
 impl Client {
@@ -494,6 +528,7 @@ impl Client {
         Client {
             stream,
             buf,
+            deflate: agreed_deflate(&response),
             response,
         }
     }
@@ -503,6 +538,7 @@ impl Client {
         Client {
             stream,
             buf,
+            deflate: agreed_deflate(&response),
             response,
         }
     }
@@ -544,8 +580,9 @@ impl Client {
     }
 
     /// Reads one server frame, or `Ok(None)` if the server closed the TCP connection cleanly
-    /// before a frame started. Asserts the server's rules: mask bit clear, RSV clear, the
-    /// shortest length encoding, control frames unfragmented and at most 125 bytes.
+    /// before a frame started. Asserts the server's rules: mask bit clear, RSV clear (RSV1
+    /// allowed on data frames when permessage-deflate was agreed), the shortest length
+    /// encoding, control frames unfragmented and at most 125 bytes.
     pub fn try_read_frame(&mut self) -> io::Result<Option<Frame>> {
         if !self.fill_to(2)? {
             assert!(
@@ -562,8 +599,13 @@ impl Client {
             0,
             "server frame has the mask bit set (header {b0:#04x} {b1:#04x})"
         );
+        let rsv = if self.deflate && b0 & 0x0F != 0 && b0 & 0x08 == 0 {
+            0x30
+        } else {
+            0x70
+        };
         assert_eq!(
-            b0 & 0x70,
+            b0 & rsv,
             0,
             "server frame has RSV bits set (header {b0:#04x})"
         );
@@ -604,6 +646,7 @@ impl Client {
             opcode: b0 & 0x0F,
             payload: self.buf[header..total].to_vec(),
             len_bytes,
+            rsv1: b0 & 0x40 != 0,
         };
         self.buf.drain(..total);
         if frame.opcode >= 8 {
@@ -637,9 +680,16 @@ impl Client {
         (f.fin, f.opcode, f.payload)
     }
 
-    /// Reads one complete data message (reassembling fragments the server may send), as
-    /// `(opcode, payload)`. Any control frame in between fails the test.
+    /// Reads one complete data message (reassembling fragments the server may send, and
+    /// inflating a compressed one), as `(opcode, payload)`. Any control frame in between
+    /// fails the test.
     pub fn read_message(&mut self) -> (u8, Vec<u8>) {
+        let (op, payload, _) = self.read_message_compressed();
+        (op, payload)
+    }
+
+    /// [`Client::read_message`], also saying whether the message came compressed.
+    pub fn read_message_compressed(&mut self) -> (u8, Vec<u8>, bool) {
         let first = self.read_frame_full();
         assert!(
             first.opcode == OP_TEXT || first.opcode == OP_BINARY,
@@ -656,8 +706,12 @@ impl Client {
                 "expected a continuation frame, got {}",
                 describe(&next)
             );
+            assert!(!next.rsv1, "RSV1 on a continuation frame");
             payload.extend_from_slice(&next.payload);
             fin = next.fin;
+        }
+        if first.rsv1 {
+            payload = inflate_message(&payload);
         }
         if first.opcode == OP_TEXT {
             assert!(
@@ -665,7 +719,7 @@ impl Client {
                 "server sent a text message that is not UTF-8"
             );
         }
-        (first.opcode, payload)
+        (first.opcode, payload, first.rsv1)
     }
 
     /// Expects the echo of a text message.

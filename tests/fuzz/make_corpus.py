@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the seed corpora of the fuzz targets: tests/fuzz/corpus/{handshake,frames}/.
+"""Writes the seed corpora of the fuzz targets: tests/fuzz/corpus/{handshake,frames,deflate}/.
 
 Run from anywhere: python3 tests/fuzz/make_corpus.py. The output is deterministic, so re-running
 it changes nothing unless this script changed. Each seed is a small binary file named after
@@ -156,6 +156,35 @@ def frames_seeds():
     }
 
 
+# --- deflate -------------------------------------------------------------------------------
+
+
+def record(tag, data):
+    """One record of the deflate target's script: tag, u16 LE length, bytes."""
+    return bytes([tag]) + struct.pack("<H", len(data)) + data
+
+
+def deflate_seeds():
+    json_rows = b"[" + b",".join(b'{"id":%d,"name":"user %d"}' % (i, i) for i in range(40)) + b"]"
+    hello_compressed = bytes.fromhex("f248cdc9c90700")  # RFC 7692 section 7.2.3.1
+    return {
+        # tag 0x10: text, one fragment, window 9; 0x1C: text in 4 fragments; 0xE0: binary, window 15
+        "text_compressed": fuzz_input(record(0x10, b"Hello, Hello, Hello")),
+        "json_in_4_fragments_cut": fuzz_input(record(0x1C, json_rows), cuts=[3, 40, 41, 200]),
+        "binary_window_15": fuzz_input(record(0xE0, bytes(range(256)) * 4)),
+        "compressed_then_plain_then_ping": fuzz_input(record(0x10, json_rows)
+                                                      + record(0x03 | 0x04 | 0x40, b"plain")
+                                                      + record(0x03 | (9 << 2) | 0x40, b"p")),
+        "rfc_hello_raw_frame": fuzz_input(record(0x02 | (1 << 2), hello_compressed)),
+        "rsv1_on_ping": fuzz_input(record(0x02 | (9 << 2), b"x")),
+        "rsv1_on_continuation": fuzz_input(record(0x03 | (1 << 2), b"a")
+                                           + record(0x02 | (0 << 2), b"b")),
+        "corrupt_deflate": fuzz_input(record(0x02 | (2 << 2), b"\xff\xff\xff")),
+        "bomb_over_1000": fuzz_input(record(0x00, bytes(5000)), max_index=4),
+        "empty_message": fuzz_input(record(0x10, b"")),
+    }
+
+
 def write(target, seeds):
     d = os.path.join(HERE, "corpus", target)
     os.makedirs(d, exist_ok=True)
@@ -168,3 +197,4 @@ def write(target, seeds):
 if __name__ == "__main__":
     write("handshake", handshake_seeds())
     write("frames", frames_seeds())
+    write("deflate", deflate_seeds())

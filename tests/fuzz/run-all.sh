@@ -31,7 +31,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 export RUSTC_BOOTSTRAP=1
 
-targets=(handshake frames protocol token)
+targets=(handshake frames protocol token deflate)
 mkdir -p "$fuzz_dir/logs"
 cargo fuzz build --fuzz-dir tests/fuzz
 

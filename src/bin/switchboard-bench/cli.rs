@@ -166,6 +166,11 @@ struct Flags {
     #[arg(long, help_heading = CONNECTIONS)]
     accept_masked: bool,
 
+    /// offer permessage-deflate (RFC 7692) on every WebSocket, as browsers do; compressed
+    /// messages are inflated, and broadcast reports the frame bytes received
+    #[arg(long, help_heading = CONNECTIONS)]
+    compression: bool,
+
     /// seconds of measurement after all connections are up
     #[arg(long, value_name = "S", default_value_t = 10.0, value_parser = num::<f64>,
           help_heading = RUN)]
@@ -214,6 +219,11 @@ struct Flags {
     /// echo: text frames instead of binary
     #[arg(long, help_heading = MESSAGES)]
     text: bool,
+
+    /// broadcast: payloads as realistic JSON records (ids, names, prices, timestamps) rather
+    /// than a run of padding, for compression figures that mean something
+    #[arg(long, help_heading = MESSAGES)]
+    json_records: bool,
 
     /// channel to subscribe and publish to [default: bench-<pid>]
     #[arg(long, value_name = "NAME", help_heading = PUBLISHING)]
@@ -289,6 +299,8 @@ pub struct Config {
     pub size: usize,
     pub depth: u32,
     pub text: bool,
+    /// Broadcast: realistic JSON payloads (`--json-records`).
+    pub json_records: bool,
     pub channel: String,
     pub publish_mode: PublishMode,
     pub publish_via: PublishVia,
@@ -304,6 +316,8 @@ pub struct Config {
     pub publish_target: Option<SocketAddr>,
     pub send_to: Option<String>,
     pub receiver: Option<SocketAddr>,
+    /// Offer permessage-deflate.
+    pub compression: bool,
 }
 
 impl Config {
@@ -378,6 +392,7 @@ impl Flags {
             size: self.size,
             depth: self.depth,
             text: self.text,
+            json_records: self.json_records,
             channel: self
                 .channel
                 .unwrap_or_else(|| format!("bench-{}", std::process::id())),
@@ -396,6 +411,7 @@ impl Flags {
             publish_target: self.publish_target,
             send_to: self.send_to,
             receiver: self.receiver,
+            compression: self.compression,
         }
     }
 }

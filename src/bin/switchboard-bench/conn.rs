@@ -6,9 +6,11 @@
 //! echo) in the connection's output buffer. The event loop in `net` is the only code that reads
 //! and writes sockets, apart from `Conn::flush`.
 
+use std::cell::RefCell;
 use std::io::{self, Write};
 
 use mio::net::TcpStream;
+use switchboard::codec::deflate::Inflater;
 use switchboard::codec::frame::OpCode;
 
 use crate::cause::Cause;
@@ -36,11 +38,21 @@ pub enum Phase {
     Http,
 }
 
+thread_local! {
+    /// One permessage-deflate inflater per thread (the bench runs one event loop per process),
+    /// as the server keeps one per worker: reset per message, so it holds nothing between.
+    static INFLATER: RefCell<Option<Inflater>> = const { RefCell::new(None) };
+}
+
 /// A message being reassembled from fragments; rare, so boxed out of `Conn`.
 #[derive(Debug)]
 struct Fragments {
     opcode: OpCode,
     data: Vec<u8>,
+    /// RSV1 was set on the first frame.
+    compressed: bool,
+    /// Frame bytes (headers included) so far.
+    wire_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -53,6 +65,10 @@ pub struct Conn {
     pub gen: u32,
     /// Take masked server frames (`--accept-masked`, the raw TCP floor only).
     pub accept_masked: bool,
+    /// The upgrade request offered permessage-deflate (`--compression`).
+    pub offer_deflate: bool,
+    /// The 101 agreed permessage-deflate: RSV1 marks compressed messages.
+    deflate: bool,
     /// Set when the connection failed or the server ended it; the loop reaps it and reports
     /// the cause.
     pub dead: Option<Cause>,
@@ -71,8 +87,14 @@ pub struct Conn {
 pub enum Event<'a> {
     /// The WebSocket handshake completed.
     Open,
-    /// A complete data message (fragments already joined).
-    Message { opcode: OpCode, payload: &'a [u8] },
+    /// A complete data message (fragments already joined, inflated if it came compressed).
+    /// `wire_bytes`: what its frames took on the wire, headers included.
+    Message {
+        opcode: OpCode,
+        payload: &'a [u8],
+        wire_bytes: usize,
+        compressed: bool,
+    },
     /// An HTTP connection finished connecting.
     HttpReady,
     /// A complete HTTP response.
@@ -122,6 +144,8 @@ impl Conn {
             tag,
             gen,
             accept_masked: false,
+            offer_deflate: false,
+            deflate: false,
             dead: None,
             http,
             close_sent: false,
@@ -209,17 +233,21 @@ where
         match conn.phase {
             // The loop only reads once connected; nothing to parse before that.
             Phase::Connecting => break,
-            Phase::Upgrading => match wire::parse_upgrade_response(rest, &conn.key) {
-                Upgrade::Incomplete => break,
-                Upgrade::Accepted { head_len } => {
-                    pos += head_len;
-                    conn.phase = Phase::Open;
-                    handler(&mut Handle::new(id, conn, rng), Event::Open);
+            Phase::Upgrading => {
+                match wire::parse_upgrade_response(rest, &conn.key, conn.offer_deflate) {
+                    Upgrade::Incomplete => break,
+                    Upgrade::Accepted { head_len, deflate } => {
+                        pos += head_len;
+                        conn.phase = Phase::Open;
+                        conn.deflate = deflate;
+                        handler(&mut Handle::new(id, conn, rng), Event::Open);
+                    }
+                    Upgrade::Refused { status } => conn.dead = Some(Cause::Http(status)),
+                    Upgrade::Invalid => conn.dead = Some(Cause::BadHandshake),
                 }
-                Upgrade::Refused { status } => conn.dead = Some(Cause::Http(status)),
-                Upgrade::Invalid => conn.dead = Some(Cause::BadHandshake),
-            },
-            Phase::Open => match wire::decode_server_header(rest, conn.accept_masked) {
+            }
+            Phase::Open => match wire::decode_server_header(rest, conn.accept_masked, conn.deflate)
+            {
                 Ok(None) => break,
                 Err(_) => conn.dead = Some(Cause::Protocol),
                 Ok(Some(h)) => {
@@ -228,7 +256,14 @@ where
                         break;
                     };
                     pos += end;
-                    on_frame(id, conn, rng, h.fin, h.opcode, payload, handler);
+                    let frame = Frame {
+                        fin: h.fin,
+                        rsv1: h.rsv1,
+                        opcode: h.opcode,
+                        payload,
+                        wire_bytes: end,
+                    };
+                    on_frame(id, conn, rng, frame, handler);
                 }
             },
             Phase::Http => match http::parse_response(rest) {
@@ -256,32 +291,46 @@ where
     pos
 }
 
-/// Handles one complete server frame.
-fn on_frame<H>(
-    id: usize,
-    conn: &mut Conn,
-    rng: &mut Rng,
+/// One complete server frame.
+struct Frame<'a> {
     fin: bool,
+    rsv1: bool,
     opcode: OpCode,
-    payload: &[u8],
-    handler: &mut H,
-) where
+    payload: &'a [u8],
+    /// Header and payload.
+    wire_bytes: usize,
+}
+
+/// Handles one complete server frame.
+fn on_frame<H>(id: usize, conn: &mut Conn, rng: &mut Rng, f: Frame<'_>, handler: &mut H)
+where
     H: FnMut(&mut Handle<'_>, Event<'_>),
 {
+    let Frame {
+        fin,
+        rsv1,
+        opcode,
+        payload,
+        wire_bytes,
+    } = f;
+    // RSV1 only on a data message's first frame (RFC 7692 §6.1).
+    if rsv1 && !matches!(opcode, OpCode::Text | OpCode::Binary) {
+        conn.dead = Some(Cause::Protocol);
+        return;
+    }
     match opcode {
         OpCode::Text | OpCode::Binary if conn.frag.is_some() => {
             conn.dead = Some(Cause::Protocol);
         }
         OpCode::Text | OpCode::Binary if fin => {
-            handler(
-                &mut Handle::new(id, conn, rng),
-                Event::Message { opcode, payload },
-            );
+            deliver(id, conn, rng, opcode, payload, rsv1, wire_bytes, handler);
         }
         OpCode::Text | OpCode::Binary => {
             conn.frag = Some(Box::new(Fragments {
                 opcode,
                 data: payload.to_vec(),
+                compressed: rsv1,
+                wire_bytes,
             }));
         }
         OpCode::Continuation => {
@@ -290,16 +339,13 @@ fn on_frame<H>(
                 return;
             };
             frag.data.extend_from_slice(payload);
+            frag.wire_bytes += wire_bytes;
             if frag.data.len() as u64 > MAX_MESSAGE_BYTES {
                 conn.dead = Some(Cause::Protocol);
             } else if fin {
-                handler(
-                    &mut Handle::new(id, conn, rng),
-                    Event::Message {
-                        opcode: frag.opcode,
-                        payload: &frag.data,
-                    },
-                );
+                let (op, data, z, wire) =
+                    (frag.opcode, &frag.data, frag.compressed, frag.wire_bytes);
+                deliver(id, conn, rng, op, data, z, wire, handler);
             } else {
                 conn.frag = Some(frag);
             }
@@ -320,4 +366,50 @@ fn on_frame<H>(
             conn.dead = Some(Cause::ClosedByServer(code));
         }
     }
+}
+
+/// Hands a complete message to the handler, inflating it first if it came compressed.
+#[allow(clippy::too_many_arguments)]
+fn deliver<H>(
+    id: usize,
+    conn: &mut Conn,
+    rng: &mut Rng,
+    opcode: OpCode,
+    payload: &[u8],
+    compressed: bool,
+    wire_bytes: usize,
+    handler: &mut H,
+) where
+    H: FnMut(&mut Handle<'_>, Event<'_>),
+{
+    let inflated;
+    let payload = if compressed {
+        let max = usize::try_from(MAX_MESSAGE_BYTES).unwrap_or(usize::MAX);
+        let result = INFLATER.with(|cell| {
+            cell.borrow_mut()
+                .get_or_insert_with(Inflater::default)
+                .inflate(&[payload], max)
+        });
+        match result {
+            Ok(bytes) => {
+                inflated = bytes;
+                &inflated[..]
+            }
+            Err(_) => {
+                conn.dead = Some(Cause::Protocol);
+                return;
+            }
+        }
+    } else {
+        payload
+    };
+    handler(
+        &mut Handle::new(id, conn, rng),
+        Event::Message {
+            opcode,
+            payload,
+            wire_bytes,
+            compressed,
+        },
+    );
 }

@@ -1,4 +1,5 @@
-//! Samples the server's resident memory and the kernel's TCP socket memory from /proc.
+//! Samples the server's resident memory, its CPU time, and the kernel's TCP socket memory
+//! from /proc.
 
 use serde::Serialize;
 
@@ -6,6 +7,9 @@ use crate::sys;
 
 /// `/proc/net/sockstat` counts socket memory in pages of this size on x86-64 and arm64.
 pub const PAGE_BYTES: u64 = 4096;
+/// `/proc/PID/stat` counts CPU time in USER_HZ ticks, which Linux fixes at 100 for user space
+/// on every architecture it runs this on (whatever the kernel's own HZ).
+const USER_HZ: u64 = 100;
 
 /// One sample; a field is `None` when it could not be read (no `--server-pid`, or /proc gone).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -17,6 +21,20 @@ pub struct Sample {
     pub rss_kb: Option<u64>,
     pub tcp_inuse: Option<u64>,
     pub tcp_mem_pages: Option<u64>,
+    /// The server's CPU time so far (user + system), in milliseconds: the difference between
+    /// two samples is what the server spent in between.
+    pub cpu_ms: Option<u64>,
+}
+
+/// The process's user + system CPU time in milliseconds (`/proc/PID/stat` fields 14 and 15,
+/// in clock ticks).
+pub fn read_cpu_ms(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after it start with field 3.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks * 1000 / USER_HZ)
 }
 
 /// The server's VmRSS in KiB.
@@ -63,6 +81,7 @@ impl MemTrack {
             rss_kb: self.pid.and_then(read_rss_kb),
             tcp_inuse: sock.map(|s| s.0),
             tcp_mem_pages: sock.map(|s| s.1),
+            cpu_ms: self.pid.and_then(read_cpu_ms),
         });
     }
 }
@@ -74,6 +93,7 @@ mod tests {
     #[test]
     fn reads_own_process_and_sockstat() {
         assert!(read_rss_kb(std::process::id()).is_some_and(|kb| kb > 0));
+        assert!(read_cpu_ms(std::process::id()).is_some());
         assert!(read_sockstat().is_some());
     }
 }

@@ -48,6 +48,7 @@ pub struct Net {
     connecting: usize,
     open: usize,
     accept_masked: bool,
+    offer_deflate: bool,
 }
 
 /// Whether a non-blocking connect has finished.
@@ -74,12 +75,18 @@ impl Net {
             connecting: 0,
             open: 0,
             accept_masked: false,
+            offer_deflate: false,
         })
     }
 
     /// Take masked server frames on connections opened from now on (`--accept-masked`).
     pub fn set_accept_masked(&mut self, yes: bool) {
         self.accept_masked = yes;
+    }
+
+    /// Offer permessage-deflate on WebSockets opened from now on (`--compression`).
+    pub fn set_offer_deflate(&mut self, yes: bool) {
+        self.offer_deflate = yes;
     }
 
     /// A handle another thread can use to end a `turn` early.
@@ -166,8 +173,11 @@ impl Net {
         let key = self.rng.key16();
         let mut conn = Conn::new(stream, tag, gen, path.is_none(), key);
         conn.accept_masked = self.accept_masked;
+        conn.offer_deflate = self.offer_deflate;
         if let Some(path) = path {
-            wire::write_upgrade_request(conn.out_mut(), &target.to_string(), path, &key);
+            let host = target.to_string();
+            let offer = self.offer_deflate;
+            wire::write_upgrade_request(conn.out_mut(), &host, path, &key, offer);
         }
         entry.insert(conn);
         self.connecting += 1;

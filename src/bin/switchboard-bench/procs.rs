@@ -279,6 +279,12 @@ pub fn child_args(cfg: &Config, i: u32) -> Vec<String> {
     if cfg.accept_masked {
         a.push("--accept-masked".into());
     }
+    if cfg.json_records {
+        a.push("--json-records".into());
+    }
+    if cfg.compression {
+        a.push("--compression".into());
+    }
     a.push("--json".into());
     a
 }

@@ -429,6 +429,7 @@ mod tests {
             rss_kb: Some(2048),
             tcp_inuse: None,
             tcp_mem_pages: Some(3),
+            cpu_ms: Some(120),
         }];
         r.finalize();
         let text = r.to_json(false).map_err(|e| e.to_string());
@@ -443,6 +444,7 @@ mod tests {
         assert_eq!(j["counters"]["publishes_complete"], 1);
         assert_eq!(j["memory"]["samples"][0]["label"], "run");
         assert_eq!(j["memory"]["samples"][0]["rss_kb"], 2048);
+        assert_eq!(j["memory"]["samples"][0]["cpu_ms"], 120);
         assert!(j["memory"]["samples"][0]["tcp_inuse"].is_null());
         assert!(j["failures"].is_object());
         // The raw parts are for a parent only; no errors means no "errors" key.
@@ -459,6 +461,7 @@ mod tests {
             rss_kb: Some(rss_kb),
             tcp_inuse: None,
             tcp_mem_pages: None,
+            cpu_ms: None,
         };
         let mut r = Report::new("churn");
         assert_eq!(r.rss_drift_pct(), None);

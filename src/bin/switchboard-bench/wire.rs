@@ -19,8 +19,19 @@ const MAX_RESPONSE_HEADERS: usize = 32;
 /// grow a buffer without bound.
 pub const MAX_MESSAGE_BYTES: u64 = 64 * 1024 * 1024;
 
-/// Appends the HTTP/1.1 upgrade request for `path` with the given 16-byte key.
-pub fn write_upgrade_request(out: &mut Vec<u8>, host: &str, path: &str, key: &[u8; 16]) {
+/// What the bench offers with `--compression`: a browser's offer.
+pub const DEFLATE_OFFER: &[u8] =
+    b"\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits";
+
+/// Appends the HTTP/1.1 upgrade request for `path` with the given 16-byte key, offering
+/// permessage-deflate when `offer_deflate`.
+pub fn write_upgrade_request(
+    out: &mut Vec<u8>,
+    host: &str,
+    path: &str,
+    key: &[u8; 16],
+    offer_deflate: bool,
+) {
     let key = BASE64.encode(key);
     out.extend_from_slice(b"GET ");
     out.extend_from_slice(path.as_bytes());
@@ -30,6 +41,9 @@ pub fn write_upgrade_request(out: &mut Vec<u8>, host: &str, path: &str, key: &[u
         b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ",
     );
     out.extend_from_slice(key.as_bytes());
+    if offer_deflate {
+        out.extend_from_slice(DEFLATE_OFFER);
+    }
     out.extend_from_slice(b"\r\n\r\n");
 }
 
@@ -38,16 +52,18 @@ pub fn write_upgrade_request(out: &mut Vec<u8>, host: &str, path: &str, key: &[u
 pub enum Upgrade {
     /// The head is not complete yet.
     Incomplete,
-    /// 101 with the right accept key; frames start at `head_len`.
-    Accepted { head_len: usize },
+    /// 101 with the right accept key; frames start at `head_len`. `deflate`: it agreed
+    /// permessage-deflate.
+    Accepted { head_len: usize, deflate: bool },
     /// A complete non-101 response.
     Refused { status: u16 },
     /// A 101 that fails RFC 6455 §4.1 checks, or a head that is not HTTP.
     Invalid,
 }
 
-/// Checks the server's answer to an upgrade request sent with `key`.
-pub fn parse_upgrade_response(buf: &[u8], key: &[u8; 16]) -> Upgrade {
+/// Checks the server's answer to an upgrade request sent with `key` (and a permessage-deflate
+/// offer when `offered`: an extension we did not offer makes the 101 invalid).
+pub fn parse_upgrade_response(buf: &[u8], key: &[u8; 16], offered: bool) -> Upgrade {
     let Some(head_len) = find_head_end(buf, 0) else {
         return if buf.len() > MAX_RESPONSE_HEAD_BYTES {
             Upgrade::Invalid
@@ -72,6 +88,7 @@ pub fn parse_upgrade_response(buf: &[u8], key: &[u8; 16]) -> Upgrade {
     }
     let expected = accept_key(&BASE64.encode(key));
     let (mut upgrade, mut connection, mut accept) = (false, false, false);
+    let mut extension = None;
     for h in resp.headers.iter() {
         let value = std::str::from_utf8(h.value).unwrap_or("");
         if h.name.eq_ignore_ascii_case("upgrade") {
@@ -82,10 +99,18 @@ pub fn parse_upgrade_response(buf: &[u8], key: &[u8; 16]) -> Upgrade {
                 .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
         } else if h.name.eq_ignore_ascii_case("sec-websocket-accept") {
             accept |= value.trim() == expected;
+        } else if h.name.eq_ignore_ascii_case("sec-websocket-extensions") {
+            let name = value.split(';').next().unwrap_or("").trim();
+            extension = Some(name.eq_ignore_ascii_case("permessage-deflate"));
         }
     }
+    let deflate = match extension {
+        None => false,
+        Some(true) if offered => true,
+        Some(_) => return Upgrade::Invalid,
+    };
     if upgrade && connection && accept {
-        Upgrade::Accepted { head_len }
+        Upgrade::Accepted { head_len, deflate }
     } else {
         Upgrade::Invalid
     }
@@ -119,6 +144,8 @@ pub struct ServerHeader {
     pub opcode: OpCode,
     pub payload_len: usize,
     pub header_len: usize,
+    /// RSV1: a compressed message (only where permessage-deflate was agreed).
+    pub rsv1: bool,
 }
 
 /// Why a server frame is unacceptable.
@@ -148,14 +175,19 @@ const OPCODES: [OpCode; 6] = [
 /// With `accept_masked` a masked frame is taken too (its 4-byte key counted in `header_len`,
 /// the payload left masked): only for `--accept-masked`, where the server is the raw TCP echo
 /// of `benches/peers/mio-tcp` that sends the client's own frames back unchanged.
+///
+/// With `rsv1_allowed` (permessage-deflate agreed), RSV1 is reported rather than refused; the
+/// caller checks it is on a message's first frame.
 pub fn decode_server_header(
     buf: &[u8],
     accept_masked: bool,
+    rsv1_allowed: bool,
 ) -> Result<Option<ServerHeader>, FrameError> {
     let (Some(&b0), Some(&b1)) = (buf.first(), buf.get(1)) else {
         return Ok(None);
     };
-    if b0 & 0x70 != 0 {
+    let reserved = if rsv1_allowed { 0x30 } else { 0x70 };
+    if b0 & reserved != 0 {
         return Err(FrameError::Reserved);
     }
     let opcode = OPCODES
@@ -200,6 +232,7 @@ pub fn decode_server_header(
         opcode,
         payload_len,
         header_len,
+        rsv1: b0 & 0x40 != 0,
     }))
 }
 
@@ -229,13 +262,13 @@ mod tests {
         for len in [0usize, 5, 125, 126, 65535, 65536] {
             let mut out = Vec::new();
             write_server_frame(&mut out, OpCode::Binary, &vec![7u8; len]);
-            let h = decode_server_header(&out, false);
+            let h = decode_server_header(&out, false, false);
             assert!(
                 matches!(h, Ok(Some(h)) if h.payload_len == len && h.header_len + len == out.len())
             );
             for cut in 0..h.ok().flatten().map_or(0, |h| h.header_len) {
                 assert_eq!(
-                    decode_server_header(&out[..cut], false),
+                    decode_server_header(&out[..cut], false, false),
                     Ok(None),
                     "len {len} cut {cut}"
                 );
@@ -246,30 +279,33 @@ mod tests {
     #[test]
     fn server_frame_rule_violations() {
         assert_eq!(
-            decode_server_header(&[0x81, 0x85], false),
+            decode_server_header(&[0x81, 0x85], false, false),
             Err(FrameError::Masked)
         );
         // --accept-masked: the mask key belongs to the header.
-        assert_eq!(decode_server_header(&[0x81, 0x85, 1, 2, 3], true), Ok(None));
         assert_eq!(
-            decode_server_header(&[0x81, 0x85, 1, 2, 3, 4], true)
+            decode_server_header(&[0x81, 0x85, 1, 2, 3], true, false),
+            Ok(None)
+        );
+        assert_eq!(
+            decode_server_header(&[0x81, 0x85, 1, 2, 3, 4], true, false)
                 .map(|h| h.map(|h| (h.payload_len, h.header_len))),
             Ok(Some((5, 6)))
         );
         assert_eq!(
-            decode_server_header(&[0xC1, 0x00], false),
+            decode_server_header(&[0xC1, 0x00], false, false),
             Err(FrameError::Reserved)
         );
         assert_eq!(
-            decode_server_header(&[0x83, 0x00], false),
+            decode_server_header(&[0x83, 0x00], false, false),
             Err(FrameError::Reserved)
         );
         assert_eq!(
-            decode_server_header(&[0x09, 0x00], false),
+            decode_server_header(&[0x09, 0x00], false, false),
             Err(FrameError::BadControl)
         );
         assert_eq!(
-            decode_server_header(&[0x89, 126, 0, 126], false),
+            decode_server_header(&[0x89, 126, 0, 126], false, false),
             Err(FrameError::BadControl)
         );
     }
@@ -281,22 +317,54 @@ mod tests {
         let good = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x00";
         let head_len = good.len() - 2;
         assert_eq!(
-            parse_upgrade_response(good, &key),
-            Upgrade::Accepted { head_len }
+            parse_upgrade_response(good, &key, false),
+            Upgrade::Accepted {
+                head_len,
+                deflate: false
+            }
         );
         assert_eq!(
-            parse_upgrade_response(&good[..40], &key),
+            parse_upgrade_response(&good[..40], &key, false),
             Upgrade::Incomplete
         );
         let wrong = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: AAAA\r\n\r\n";
-        assert_eq!(parse_upgrade_response(wrong, &key), Upgrade::Invalid);
+        assert_eq!(parse_upgrade_response(wrong, &key, false), Upgrade::Invalid);
         let busy = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\r\n";
         assert_eq!(
-            parse_upgrade_response(busy, &key),
+            parse_upgrade_response(busy, &key, false),
             Upgrade::Refused { status: 503 }
         );
         let mut req = Vec::new();
-        write_upgrade_request(&mut req, "127.0.0.1:1", "/echo", &key);
+        write_upgrade_request(&mut req, "127.0.0.1:1", "/echo", &key, false);
         assert!(req.ends_with(b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"));
+    }
+
+    #[test]
+    fn permessage_deflate_offer_and_answer() {
+        let key: [u8; 16] = *b"the sample nonce";
+        let mut req = Vec::new();
+        write_upgrade_request(&mut req, "127.0.0.1:1", "/echo", &key, true);
+        assert!(req.ends_with(b"permessage-deflate; client_max_window_bits\r\n\r\n"));
+        let agreed = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n\r\n";
+        assert_eq!(
+            parse_upgrade_response(agreed, &key, true),
+            Upgrade::Accepted {
+                head_len: agreed.len(),
+                deflate: true
+            }
+        );
+        // Not offered: a server that answers with it anyway is broken.
+        assert_eq!(
+            parse_upgrade_response(agreed, &key, false),
+            Upgrade::Invalid
+        );
+        assert_eq!(
+            decode_server_header(&[0xC1, 0x00], false, true).map(|h| h.map(|h| h.rsv1)),
+            Ok(Some(true))
+        );
+        assert_eq!(
+            decode_server_header(&[0xA1, 0x00], false, true),
+            Err(FrameError::Reserved)
+        );
     }
 }

@@ -9,7 +9,7 @@ use crossbeam_channel::TryRecvError;
 use crate::codec::frame::close_code;
 use crate::debug;
 use crate::hub::engine::{Answered, ReplyTo};
-use crate::hub::plan::{Item, Owed};
+use crate::hub::plan::{deflate_owed, Item, Owed};
 use crate::hub::{Cmd, Delivery};
 use crate::net::write::{deliver_ws, Delivered};
 use crate::transport::conn::{ConnState, Phase};
@@ -154,16 +154,23 @@ impl Worker {
                 poll::deliver(st, group, items, &mut cx);
                 (request::release(st, &mut cx), false)
             }
-            _ => match deliver_ws(&mut conn.socket, &mut st.outq, group, items, max) {
-                Ok(Delivered::Ok(written)) => {
-                    self.stats
-                        .bytes_out
-                        .fetch_add(written as u64, Ordering::Relaxed);
-                    (Verdict::Keep, false)
+            _ => {
+                let window = st.deflate;
+                if window.is_some() {
+                    let min = self.shared.cfg.compression_min_bytes;
+                    deflate_owed(group, items, &mut self.deflate, min);
                 }
-                Ok(Delivered::OverCap) => (Verdict::Keep, true),
-                Err(_) => (Verdict::Drop, false),
-            },
+                match deliver_ws(&mut conn.socket, &mut st.outq, group, items, max, window) {
+                    Ok(Delivered::Ok(written)) => {
+                        self.stats
+                            .bytes_out
+                            .fetch_add(written as u64, Ordering::Relaxed);
+                        (Verdict::Keep, false)
+                    }
+                    Ok(Delivered::OverCap) => (Verdict::Keep, true),
+                    Err(_) => (Verdict::Drop, false),
+                }
+            }
         };
         if over_cap {
             self.cut_off(key);

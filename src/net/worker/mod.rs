@@ -23,6 +23,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use crate::codec::deflate::Deflate;
 use crate::hub::plan::Batch;
 use crate::hub::subs::LocalIndex;
 use crate::hub::Cmd;
@@ -70,6 +71,9 @@ pub struct Worker {
     now: u32,
     scratch: Vec<u8>,
     wbuf: Vec<u8>,
+    /// permessage-deflate: one compressor (per window size asked for) and one decompressor
+    /// for all of this worker's connections, made on first use and reset per message.
+    deflate: Deflate,
     /// Connections with input left after their read budget.
     revisit: Vec<Token>,
     /// Channel → local subscribers.
@@ -92,23 +96,24 @@ pub struct Worker {
 /// it can be used while that connection is borrowed from the slab.
 macro_rules! cx {
     ($w:expr, $key:expr, $gen:expr) => {
-        $crate::transport::cx::Cx {
-            shared: &$w.shared,
-            cfg: &$w.shared.cfg,
-            hub: &$w.shared.hub,
-            wbuf: &mut $w.wbuf,
-            now: $w.now,
-            tick_ms: $crate::net::timer::TICK_MS,
-            index: &mut $w.index,
-            pending: &mut $w.pending,
-            who: $crate::transport::pending::ConnId {
+        $crate::transport::cx::Cx::new(
+            &$w.shared,
+            $crate::transport::cx::WorkerParts {
+                wbuf: &mut $w.wbuf,
+                deflate: &mut $w.deflate,
+                index: &mut $w.index,
+                pending: &mut $w.pending,
+                buckets: &mut $w.buckets,
+            },
+            &$w.stats,
+            $w.now,
+            $crate::net::timer::TICK_MS,
+            $crate::transport::pending::ConnId {
                 worker: $w.id,
                 key: $key as u32,
                 gen: $gen,
             },
-            stats: &$w.stats,
-            buckets: &mut $w.buckets,
-        }
+        )
     };
 }
 pub(crate) use cx;
@@ -145,6 +150,7 @@ impl Worker {
             now: 0,
             scratch: vec![0; READ_BUF_BYTES],
             wbuf: Vec::with_capacity(64 * 1024),
+            deflate: Deflate::new(),
             revisit: Vec::new(),
             index: LocalIndex::default(),
             pending: Pending::default(),

@@ -19,10 +19,12 @@ fuzz_target!(|data: &[u8]| {
     let policy = UpgradePolicy {
         allowed_origins: &origins,
         subprotocols: &subprotocols,
+        compression: true,
     };
     let open = UpgradePolicy {
         allowed_origins: &[],
         subprotocols: &[],
+        compression: false,
     };
 
     let mut out = Vec::new();
@@ -65,6 +67,10 @@ fuzz_target!(|data: &[u8]| {
                         .allowed_origins
                         .iter()
                         .any(|a| a.eq_ignore_ascii_case(origin)));
+                }
+                if let Some(agreed) = up.deflate {
+                    assert!(p.compression && !req.extensions.is_empty());
+                    assert!((9..=15).contains(&agreed.window_bits()));
                 }
                 write_101(&mut out, &up);
                 assert!(out.starts_with(b"HTTP/1.1 101 ") && out.ends_with(b"\r\n\r\n"));

@@ -29,6 +29,8 @@ const QUIET_US: u64 = 300_000;
 pub struct Broadcast {
     channel: String,
     size: usize,
+    /// `--json-records`: payloads made by [`json_records`].
+    records: bool,
     serial: bool,
     rate: f64,
     /// Sequence numbers up to this are warm-up: paced and counted, but not in the latencies.
@@ -42,6 +44,10 @@ pub struct Broadcast {
     seqs: BTreeMap<u64, (u64, u64)>,
     delivery: Histogram<u64>,
     deliveries: u64,
+    /// Frame bytes the subscribers received (headers included), and how many deliveries
+    /// came compressed (`--compression`).
+    wire_bytes: u64,
+    compressed: u64,
     unparsed: u64,
     /// Serial mode: the publish being waited for, and when it was sent.
     outstanding: Option<(u64, u64)>,
@@ -56,6 +62,7 @@ impl Broadcast {
         Broadcast {
             channel: cfg.channel.clone(),
             size: cfg.size,
+            records: cfg.json_records,
             serial: cfg.publish_mode == PublishMode::Serial,
             rate: cfg.publish_rate,
             warmup: cfg.warmup_publishes,
@@ -66,6 +73,8 @@ impl Broadcast {
             seqs: BTreeMap::new(),
             delivery: report::new_hist(),
             deliveries: 0,
+            wire_bytes: 0,
+            compressed: 0,
             unparsed: 0,
             outstanding: None,
             serial_timeouts: 0,
@@ -82,6 +91,52 @@ pub fn payload(seq: u64, ts_us: u64, size: usize) -> Vec<u8> {
     let pad = size.saturating_sub(s.len() + 2);
     s.push_str(&"x".repeat(pad));
     s.push_str("\"}");
+    s.into_bytes()
+}
+
+/// `{"seq":N,"ts":T,"records":[...]}`: about `size` bytes of records like a feed publishes
+/// (ids, user names, prices, timestamps, a status word, a short text), varying per record
+/// and per publish, so DEFLATE finds what it finds in real JSON — repeated keys and
+/// vocabulary, not a run of one byte.
+pub fn json_records(seq: u64, ts_us: u64, size: usize) -> Vec<u8> {
+    const STATUS: [&str; 4] = ["open", "filled", "cancelled", "partial"];
+    const WORDS: [&str; 8] = [
+        "alpha", "market", "update", "delta", "quote", "north", "river", "signal",
+    ];
+    let mut s = String::with_capacity(size + 256);
+    let _ = write!(s, "{{\"seq\":{seq},\"ts\":{ts_us},\"records\":[");
+    let mut x = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut i = 0u64;
+    while s.len() + 2 < size {
+        let r = next();
+        if i > 0 {
+            s.push(',');
+        }
+        let _ = write!(
+            s,
+            "{{\"id\":{},\"user\":\"user-{}\",\"price\":{}.{:02},\"qty\":{},\"status\":\"{}\",\"at\":\"2025-06-{:02}T{:02}:{:02}:{:02}Z\",\"note\":\"{} {}\"}}",
+            seq * 100 + i,
+            r % 5000,
+            r % 900 + 10,
+            (r >> 10) % 100,
+            (r >> 17) % 1000,
+            STATUS[(r >> 27) as usize % 4],
+            (r >> 30) % 28 + 1,
+            (r >> 35) % 24,
+            (r >> 40) % 60,
+            (r >> 46) % 60,
+            WORDS[(r >> 52) as usize % 8],
+            WORDS[(r >> 56) as usize % 8],
+        );
+        i += 1;
+    }
+    s.push_str("]}");
     s.into_bytes()
 }
 
@@ -113,7 +168,14 @@ impl Workload for Broadcast {
         match ev {
             Event::Open => self.subscribers_open += 1,
             Event::Closed { was_open: true, .. } => self.subscribers_open -= 1,
-            Event::Message { payload, .. } => {
+            Event::Message {
+                payload,
+                wire_bytes,
+                compressed,
+                ..
+            } => {
+                self.wire_bytes += *wire_bytes as u64;
+                self.compressed += u64::from(*compressed);
                 let (Some(seq), Some(ts)) = (
                     scan::find_u64(payload, "seq"),
                     scan::find_u64(payload, "ts"),
@@ -169,8 +231,15 @@ impl Workload for Broadcast {
                 next_us = pacer.next_in_us(now);
             }
         }
-        let size = self.size;
-        let sent = p.pump(net, now, &mut |seq| payload(seq, sys::monotonic_us(), size));
+        let (size, records) = (self.size, self.records);
+        let sent = p.pump(net, now, &mut |seq| {
+            let ts = sys::monotonic_us();
+            if records {
+                json_records(seq, ts, size)
+            } else {
+                payload(seq, ts, size)
+            }
+        });
         if self.serial {
             if let Some(&seq) = sent.last() {
                 self.outstanding = Some((seq, now));
@@ -208,6 +277,8 @@ impl Workload for Broadcast {
     fn finish(&mut self, report: &mut Report) {
         report.add("subscribers_ready", self.expected);
         report.add("deliveries", self.deliveries);
+        report.add("wire_bytes", self.wire_bytes);
+        report.add("compressed_deliveries", self.compressed);
         report.add("unparsed", self.unparsed);
         report.add("serial_timeouts", self.serial_timeouts);
         report.set_hist(
@@ -223,6 +294,7 @@ impl Workload for Broadcast {
         }
         report.param("channel", &self.channel);
         report.param("size", self.size);
+        report.param("json_records", self.records);
         report.param("publish_mode", if self.serial { "serial" } else { "rate" });
     }
 }
@@ -239,5 +311,20 @@ mod tests {
         assert_eq!(scan::find_u64(&p, "seq"), Some(7));
         assert_eq!(scan::find_u64(&p, "ts"), Some(123));
         assert!(payload(1, 1, 0).len() < 48);
+    }
+
+    #[test]
+    fn json_records_are_json_of_about_the_size_and_compress_like_json() {
+        let p = json_records(7, 123, 1024);
+        assert!((1024..1400).contains(&p.len()), "{}", p.len());
+        let v: serde_json::Value = serde_json::from_slice(&p).unwrap();
+        assert!(v["records"].as_array().is_some_and(|r| r.len() > 3));
+        assert_eq!(scan::find_u64(&p, "seq"), Some(7));
+        assert_eq!(scan::find_u64(&p, "ts"), Some(123));
+        assert_ne!(json_records(8, 123, 1024)[40..], p[40..]);
+        let mut z = Vec::new();
+        switchboard::codec::deflate::Deflate::new().compress(&p, 15, &mut z);
+        let ratio = p.len() as f64 / z.len() as f64;
+        assert!((1.5..6.0).contains(&ratio), "ratio {ratio}");
     }
 }

@@ -77,7 +77,9 @@ impl Workload for Echo {
                     }
                 }
             }
-            Event::Message { opcode, payload } => {
+            Event::Message {
+                opcode, payload, ..
+            } => {
                 let Some(sent) = client.in_flight.pop_front() else {
                     // An echo we did not ask for; count it as wrong rather than guess.
                     self.mismatched += 1;

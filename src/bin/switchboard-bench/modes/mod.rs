@@ -115,6 +115,7 @@ pub fn run(cfg: &Config, coord: &mut Coord) -> io::Result<Report> {
     let mut report = Report::new(cfg.mode.name());
     let mut net = Net::new(cfg.connect_timeout_us, salt)?;
     net.set_accept_masked(cfg.accept_masked);
+    net.set_offer_deflate(cfg.compression);
     coord.attach(net.waker());
     coord.before();
 
