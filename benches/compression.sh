@@ -25,7 +25,7 @@ run_case() {
     local n=$1 comp=$2 out pid addr flag=()
     [ "$comp" = on ] && flag=(--compression)
     out=$(mktemp)
-    "$srv" --listen 127.0.0.1:0 --workers 1 --log-level warn "${flag[@]}" >"$out" 2>/dev/null &
+    "$srv" --listen 127.0.0.1:0 --workers 1 --log-level warn --publish-rate 0 "${flag[@]}" >"$out" 2>/dev/null &
     pid=$!
     for _ in $(seq 50); do grep -q '^listening on' "$out" && break; sleep 0.1; done
     addr=$(sed -n 's/^listening on //p' "$out" | head -n1)
@@ -34,10 +34,14 @@ run_case() {
     json=$("$bench" broadcast --target "$addr" -n "$n" --publish-mode serial --publish-via ws \
         --json-records --size 1024 --compression --duration "$secs" --warmup 30 \
         --source 127.0.0.2-127.0.0.60 --quiet --json --server-pid "$pid")
+    # The server's own count of DEFLATE runs and of publishes (warm-up included in both).
+    local metrics
+    metrics=$(curl -s "http://$addr/metrics")
     kill "$pid"; wait "$pid" 2>/dev/null || true; rm -f "$out"
-    python3 - "$n" "$comp" "$load" "$json" <<'PY'
+    python3 - "$n" "$comp" "$load" "$json" "$metrics" <<'PY'
 import json, sys
 n, comp, load, j = int(sys.argv[1]), sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+m = {l.split()[0]: float(l.split()[1]) for l in sys.argv[5].splitlines() if l and not l.startswith("#") and len(l.split()) == 2}
 c = j["counters"]
 runs = [s for s in j["memory"]["samples"] if s["label"] == "run" and s.get("cpu_ms") is not None]
 ready = [s for s in j["memory"]["samples"] if s["label"] == "ready"][-1]
@@ -54,6 +58,7 @@ print(json.dumps({
     "cpu_share": cpu_share,
     "cpu_us_per_publish": cpu_share * 1e6 / pub_rate if pub_rate else None,
     "publishes": publishes, "pub_rate": pub_rate,
+    "deflates_per_publish": m.get("switchboard_compressed_messages_total", 0) / max(m.get("switchboard_broadcasts_total", 0), 1),
 }))
 PY
 }
@@ -72,10 +77,10 @@ import json, sys
 rows = [json.loads(a) for a in sys.argv[1:]]
 by = {(r["n"], r["comp"]): r for r in rows}
 print()
-print("| subscribers | compression | bytes/delivery | publish->last p50 | server CPU (one core) | CPU per publish |")
-print("|---|---|---|---|---|---|")
+print("| subscribers | compression | bytes/delivery | publish->last p50 | server CPU (one core) | CPU per publish | DEFLATE runs per publish |")
+print("|---|---|---|---|---|---|---|")
 for (n, comp), r in sorted(by.items()):
-    print(f"| {n:,} | {comp} | {r['wire_per_delivery']:.0f} B ({r['compressed_share']:.0%} compressed) | {r['p50_ms']:.2f} ms | {r['cpu_share']:.0%} | {r['cpu_us_per_publish']:.0f} µs |")
+    print(f"| {n:,} | {comp} | {r['wire_per_delivery']:.0f} B ({r['compressed_share']:.0%} compressed) | {r['p50_ms']:.2f} ms | {r['cpu_share']:.0%} | {r['cpu_us_per_publish']:.0f} µs | {r['deflates_per_publish']:.2f} |")
 print()
 for n in sorted({r["n"] for r in rows}):
     off, on = by[(n, "off")], by[(n, "on")]

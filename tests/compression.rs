@@ -257,6 +257,48 @@ fn broadcast_to_compressing_and_plain_subscribers() {
 }
 
 #[test]
+fn a_broadcast_is_compressed_once_whatever_the_subscriber_count() {
+    let server = Server::start(&["--compression", "--workers", "2"]);
+    let addr = server.addr();
+    // Subscribers on both workers (connections are spread over them).
+    let mut subs: Vec<Client> = (0..20)
+        .map(|_| compressing(addr, "/ws?channel=wide"))
+        .collect();
+    for c in &mut subs {
+        assert_eq!(c.read_json()["type"], "subscribed");
+    }
+    let mut api = HttpConn::connect(addr);
+    let data = json!({"event": "scores", "rows": json_rows(24)});
+    for _ in 0..5 {
+        api.publish_json("wide", &data);
+    }
+    for c in &mut subs {
+        for _ in 0..5 {
+            let (_, m, compressed) = c.read_message_compressed();
+            assert!(compressed);
+            assert_eq!(parse_json(&m)["data"], data);
+        }
+    }
+    // Each worker copies its compressor's counts once per loop turn: wait for them, then
+    // they must say 5 (one DEFLATE per message), not 100 (one per subscriber).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(addr, "switchboard_compressed_messages_total") < 5.0 {
+        assert!(
+            Instant::now() < deadline,
+            "compression counts never arrived"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(metric(addr, "switchboard_compressed_messages_total"), 5.0);
+    let before = metric(addr, "switchboard_compression_input_bytes_total");
+    let after = metric(addr, "switchboard_compression_output_bytes_total");
+    assert!(
+        before > 5.0 * 1000.0 && after > 0.0 && after < before / 2.0,
+        "{before} -> {after}"
+    );
+}
+
+#[test]
 fn replies_and_replays_are_compressed() {
     let server = Server::start(&["--compression"]);
     let addr = server.addr();

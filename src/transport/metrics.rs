@@ -111,6 +111,21 @@ const COUNTERS: &[(&str, &str, Read)] = &[
         |s| get(&s.deliveries),
     ),
     (
+        "switchboard_compressed_messages_total",
+        "Messages compressed (permessage-deflate): once per broadcast message, however many subscribers.",
+        |s| get(&s.deflated_messages),
+    ),
+    (
+        "switchboard_compression_input_bytes_total",
+        "Bytes of the messages compressed, before compression.",
+        |s| get(&s.deflated_plain_bytes),
+    ),
+    (
+        "switchboard_compression_output_bytes_total",
+        "Bytes of the messages compressed, after compression.",
+        |s| get(&s.deflated_bytes),
+    ),
+    (
         "switchboard_slow_consumers_total",
         "Connections closed (1008) for exceeding --max-outbound-bytes of queued output.",
         |s| get(&s.slow_consumers),
@@ -567,6 +582,9 @@ mod tests {
             ("switchboard_sent_bytes_total", "counter"),
             ("switchboard_broadcasts_total", "counter"),
             ("switchboard_deliveries_total", "counter"),
+            ("switchboard_compressed_messages_total", "counter"),
+            ("switchboard_compression_input_bytes_total", "counter"),
+            ("switchboard_compression_output_bytes_total", "counter"),
             ("switchboard_slow_consumers_total", "counter"),
             ("switchboard_heartbeat_reaped_total", "counter"),
             ("switchboard_handshake_timeouts_total", "counter"),

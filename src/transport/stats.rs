@@ -48,6 +48,11 @@ pub struct WorkerStats {
     /// Event-loop turns (at least one per timer tick while the worker is alive): the systemd
     /// watchdog is fed only while every worker's count moves.
     pub loop_turns: AtomicU64,
+    /// The worker's compressor's counts ([`crate::codec::deflate::DeflateCounts`]), copied
+    /// once per event-loop turn: messages compressed, their bytes before and after.
+    pub deflated_messages: AtomicU64,
+    pub deflated_plain_bytes: AtomicU64,
+    pub deflated_bytes: AtomicU64,
 }
 
 fn inc(c: &AtomicU64) {

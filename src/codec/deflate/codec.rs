@@ -39,6 +39,17 @@ pub struct Deflate {
     inflater: Option<Inflater>,
     /// Output of [`Deflate::compress_message`], reused message after message.
     scratch: Vec<u8>,
+    counts: DeflateCounts,
+}
+
+/// What a worker's compressor has done since it started (the metrics show the sum). A
+/// broadcast counts once however many subscribers it reaches: that is how the "compressed
+/// once" promise is checked from outside.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DeflateCounts {
+    pub messages: u64,
+    pub plain_bytes: u64,
+    pub compressed_bytes: u64,
 }
 
 impl std::fmt::Debug for Deflate {
@@ -95,6 +106,9 @@ impl Deflate {
             // without its length (the tail the receiver appends completes it).
             out.push(0x00);
         }
+        self.counts.messages += 1;
+        self.counts.plain_bytes += payload.len() as u64;
+        self.counts.compressed_bytes += (out.len() - start) as u64;
     }
 
     /// `payload` compressed (as [`Deflate::compress`]) into the worker's scratch buffer, or
@@ -106,6 +120,10 @@ impl Deflate {
         self.compress(payload, window_bits, &mut scratch);
         self.scratch = scratch;
         (self.scratch.len() < payload.len()).then_some(&self.scratch[..])
+    }
+
+    pub fn counts(&self) -> DeflateCounts {
+        self.counts
     }
 
     /// The worker's decompressor, taken out while a connection's input is decoded (and put

@@ -5,5 +5,5 @@
 pub mod codec;
 pub mod negotiate;
 
-pub use codec::{Deflate, InflateError, Inflater, TAIL};
+pub use codec::{Deflate, DeflateCounts, InflateError, Inflater, TAIL};
 pub use negotiate::{negotiate, Agreed, Window};

@@ -207,10 +207,26 @@ impl Worker {
             for key in expired.drain(..) {
                 self.on_timer(key);
             }
+            self.publish_deflate_counts();
             if self.shutdown_finished() {
                 return Ok(());
             }
         }
+    }
+
+    /// Copies the compressor's counts where the metrics read them (three relaxed stores a
+    /// turn, rather than atomics inside the codec, which stays free of shared state).
+    fn publish_deflate_counts(&self) {
+        let c = self.deflate.counts();
+        self.stats
+            .deflated_messages
+            .store(c.messages, Ordering::Relaxed);
+        self.stats
+            .deflated_plain_bytes
+            .store(c.plain_bytes, Ordering::Relaxed);
+        self.stats
+            .deflated_bytes
+            .store(c.compressed_bytes, Ordering::Relaxed);
     }
 
     fn tick_now(&self) -> u32 {
