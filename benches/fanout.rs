@@ -113,6 +113,8 @@ impl Worker {
             HistoryLimits {
                 size: 1000,
                 ttl: Duration::from_secs(300),
+                max_bytes: usize::MAX,
+                max_channels: usize::MAX,
             },
             vec![WorkerLink::new(tx, waker)].into(),
             false,

@@ -128,8 +128,9 @@ impl fmt::Display for EngineError {
 /// status line show it).
 pub type Health = Result<(), Box<str>>;
 
-/// What the engine reports for `/metrics`: the links to the store behind it and how the
-/// streams from it went. All zero for the embedded engine, which has no links.
+/// What the engine reports for `/metrics`: its channels, its history budget (the embedded
+/// engine), and the links to the store behind it and how the streams from it went (the
+/// cluster engine; all zero for the embedded engine, which has no links).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct EngineStats {
     /// Connections to the store (two per Redis shard), and how many of them are up.
@@ -138,8 +139,16 @@ pub struct EngineStats {
     /// Links established (a reconnect counts again) and lost.
     pub connects: u64,
     pub disconnects: u64,
-    /// Channels the node is subscribed to in the store.
+    /// Live channels, counted against `--max-channels` (cluster: those this node has local
+    /// subscribers for, each subscribed in the store).
     pub channels: u64,
+    /// New channels refused at `--max-channels`.
+    pub channels_refused: u64,
+    /// What all history costs in memory, its budget (0: not this engine's to bound, the
+    /// store keeps history), and messages evicted to stay within it.
+    pub history_bytes: u64,
+    pub history_max_bytes: u64,
+    pub history_evicted: u64,
     /// Messages received from the store's Pub/Sub for local subscribers.
     pub messages_in: u64,
     /// Gaps in a channel's ids read back from history, and streams whose subscribers were

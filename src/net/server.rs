@@ -99,6 +99,8 @@ impl Server {
             let limits = HistoryLimits {
                 size: cfg.history_size,
                 ttl: cfg.history_ttl,
+                max_bytes: cfg.history_max_bytes,
+                max_channels: cfg.max_channels,
             };
             Hub::in_memory(limits, links, cfg.defer_answers, &cfg.node_id)
         } else {

@@ -318,6 +318,7 @@ impl View<'_> {
             "1 while the engine can serve (embedded: always; cluster: every Redis link up).",
             u64::from(self.engine_up),
         );
+        self.render_bounds(out);
         if self.engine.links > 0 {
             self.render_cluster(out);
         }
@@ -361,6 +362,11 @@ fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
     sample(out, name, &[], value);
 }
 
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    family(out, name, Kind::Counter, help);
+    sample(out, name, &[], value);
+}
+
 fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: u64) {
     out.push_str(name);
     if !labels.is_empty() {
@@ -379,8 +385,45 @@ fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: u64) {
     let _ = writeln!(out, " {value}");
 }
 
-/// HELP text escapes backslash and newline.
 impl View<'_> {
+    /// The channel count and, for the embedded engine, the history budget.
+    fn render_bounds(&self, out: &mut String) {
+        let e = &self.engine;
+        gauge(
+            out,
+            "switchboard_channels",
+            "Live channels counted against --max-channels (embedded: with subscribers or history; cluster: with local subscribers).",
+            e.channels,
+        );
+        counter(
+            out,
+            "switchboard_channels_refused_total",
+            "Publishes and subscribes refused for creating a channel past --max-channels (too_many_channels).",
+            e.channels_refused,
+        );
+        if e.history_max_bytes == 0 {
+            return; // the store behind the engine keeps history
+        }
+        gauge(
+            out,
+            "switchboard_history_bytes",
+            "What all channels' history costs in memory: messages, frames, structures.",
+            e.history_bytes,
+        );
+        gauge(
+            out,
+            "switchboard_history_max_bytes",
+            "The history budget (--history-max-bytes); past it the oldest history is evicted.",
+            e.history_max_bytes,
+        );
+        counter(
+            out,
+            "switchboard_history_evicted_total",
+            "Messages evicted from history, oldest first, to stay within --history-max-bytes.",
+            e.history_evicted,
+        );
+    }
+
     /// The cluster engine's families (absent on a node without `--redis`).
     fn render_cluster(&self, out: &mut String) {
         let e = &self.engine;
@@ -438,6 +481,7 @@ impl View<'_> {
     }
 }
 
+/// HELP text escapes backslash and newline.
 fn escape_help(s: &str) -> String {
     s.replace('\\', "\\\\").replace('\n', "\\n")
 }
@@ -553,7 +597,14 @@ mod tests {
             broadcasts: 11,
             history: 12,
             engine_up: true,
-            engine: EngineStats::default(),
+            engine: EngineStats {
+                channels: 3,
+                channels_refused: 1,
+                history_bytes: 4096,
+                history_max_bytes: 1 << 20,
+                history_evicted: 5,
+                ..EngineStats::default()
+            },
             open_fds: Some(20),
             fd_limit: Some(1024),
         }
@@ -597,6 +648,11 @@ mod tests {
             ("switchboard_fd_limit", "gauge"),
             ("switchboard_history_messages", "gauge"),
             ("switchboard_engine_up", "gauge"),
+            ("switchboard_channels", "gauge"),
+            ("switchboard_channels_refused_total", "counter"),
+            ("switchboard_history_bytes", "gauge"),
+            ("switchboard_history_max_bytes", "gauge"),
+            ("switchboard_history_evicted_total", "counter"),
         ]
         .into_iter()
         .collect();
@@ -620,6 +676,11 @@ mod tests {
         assert_eq!(p.get("switchboard_max_connections", &[]), Some(100.0));
         assert_eq!(p.get("switchboard_broadcasts_total", &[]), Some(11.0));
         assert_eq!(p.get("switchboard_history_messages", &[]), Some(12.0));
+        assert_eq!(p.get("switchboard_channels", &[]), Some(3.0));
+        assert_eq!(p.get("switchboard_channels_refused_total", &[]), Some(1.0));
+        assert_eq!(p.get("switchboard_history_bytes", &[]), Some(4096.0));
+        assert_eq!(p.get("switchboard_history_max_bytes", &[]), Some(1048576.0));
+        assert_eq!(p.get("switchboard_history_evicted_total", &[]), Some(5.0));
         assert_eq!(p.get("switchboard_open_fds", &[]), Some(20.0));
         assert_eq!(p.get("switchboard_fd_limit", &[]), Some(1024.0));
         let version = env!("CARGO_PKG_VERSION");
@@ -643,6 +704,8 @@ mod tests {
             messages_in: 9,
             gap_fills: 2,
             resets: 1,
+            channels_refused: 2,
+            ..EngineStats::default()
         };
         let mut out = String::new();
         v.render(&mut out);
@@ -657,9 +720,15 @@ mod tests {
             ("switchboard_cluster_messages_received_total", 9.0),
             ("switchboard_cluster_gap_fills_total", 2.0),
             ("switchboard_cluster_resets_total", 1.0),
+            ("switchboard_channels", 7.0),
+            ("switchboard_channels_refused_total", 2.0),
         ] {
             assert_eq!(p.get(name, &[]), Some(want), "{name}");
         }
+        assert!(
+            !p.types.contains_key("switchboard_history_bytes"),
+            "history lives in Redis: no budget families"
+        );
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //! worker under the same lock) splits the stream exactly: ids up to the one it saw come from
 //! history, later ids arrive through the mailbox. Every answer is given at once.
 //!
+//! All history together is bounded in bytes, and live channels in number (`table`): past
+//! the budget the oldest history is evicted, a channel over the count is refused.
+//!
 //! The epoch is one per process: ids restart with the process, and so does the epoch.
 //!
 //! With `defer` (a test seam, `--defer-answers`), every answer goes through the asking
@@ -14,10 +17,11 @@
 //! under the channel's lock, at its exact place in the channel's stream.
 
 pub mod channel;
+pub mod cost;
 pub mod presence;
 pub mod shard;
+pub mod table;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -29,19 +33,15 @@ use crate::hub::engine::{
 };
 use crate::hub::link::{self, Cmd, Delivery, Wakes, Workers};
 use crate::hub::msg::Msg;
-use channel::{Channel, HistoryLimits, Retired};
+use channel::{Channel, HistoryLimits};
 use presence::Users;
 use shard::{hash, lock, shard_of, SHARDS};
-
-#[derive(Debug, Default)]
-struct Shard {
-    channels: HashMap<Box<str>, Channel>,
-    retired: Retired,
-}
+use table::{Bounds, Shard};
 
 #[derive(Debug)]
 pub struct MemoryEngine {
     limits: HistoryLimits,
+    bounds: Bounds,
     epoch: Epoch,
     shards: Box<[Mutex<Shard>]>,
     users: Users,
@@ -58,6 +58,7 @@ impl MemoryEngine {
     pub fn new(limits: HistoryLimits, workers: Workers, defer: bool, node: &str) -> Self {
         MemoryEngine {
             limits,
+            bounds: Bounds::new(limits.max_bytes, limits.max_channels),
             epoch: Epoch::random(),
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             users: Users::new(),
@@ -88,17 +89,14 @@ impl MemoryEngine {
         lock(&self.shards[shard_of(name)])
     }
 
-    /// The channel named `name` in its (locked) shard, created if needed (starting after
-    /// any id a forgotten channel of that name handed out).
-    fn channel<'s>(&self, shard: &'s mut Shard, name: &str) -> &'s mut Channel {
-        let Shard { channels, retired } = shard;
-        channels.entry(name.into()).or_insert_with(|| {
-            Channel::new(
-                self.next_channel_id.fetch_add(1, Ordering::Relaxed),
-                retired.last(hash(name)) + 1,
-                self.workers.len(),
-            )
-        })
+    /// The channel named `name` in its (locked) shard, created if `--max-channels` allows.
+    fn channel<'s>(
+        &self,
+        shard: &'s mut Shard,
+        name: &str,
+    ) -> Result<&'s mut Channel, EngineError> {
+        let new_id = || self.next_channel_id.fetch_add(1, Ordering::Relaxed);
+        shard.channel(&self.bounds, name, new_id, self.workers.len())
     }
 }
 
@@ -106,19 +104,25 @@ impl Engine for MemoryEngine {
     fn publish(&self, channel: &str, data: &Data<'_>, reply: ReplyTo) -> Answer<Published> {
         let now = Instant::now();
         let mut wakes = Wakes::default();
+        let i = shard_of(channel);
         let seq = {
-            let mut shard = self.shard(channel);
-            let ch = self.channel(&mut shard, channel);
+            let mut shard = lock(&self.shards[i]);
+            let ch = match self.channel(&mut shard, channel) {
+                Ok(ch) => ch,
+                Err(e) => return self.answer(reply, Err(e), Answered::Published),
+            };
             let seq = ch.next_seq;
             ch.next_seq += 1;
             let msg = Arc::new(Msg::encode(channel, seq, data, now));
-            ch.history.push_back(msg.clone());
-            ch.trim(&self.limits, now);
-            let item = Delivery::Message(msg);
+            let item = Delivery::Message(msg.clone());
             link::deliver(&self.workers, &ch.subscribers, ch.id, &item, &mut wakes);
+            shard.keep(&self.bounds, channel, msg, |ch| ch.trim(&self.limits, now));
+            shard.skip_gone(&self.bounds);
+            self.bounds.restamp(i, &shard);
             seq
         };
         wakes.wake(&self.workers);
+        self.bounds.enforce(&self.shards);
         let published = Published {
             id: seq,
             epoch: self.epoch.clone(),
@@ -131,7 +135,10 @@ impl Engine for MemoryEngine {
         let mut wakes = Wakes::default();
         let sub = {
             let mut shard = self.shard(req.channel);
-            let ch = self.channel(&mut shard, req.channel);
+            let ch = match self.channel(&mut shard, req.channel) {
+                Ok(ch) => ch,
+                Err(e) => return self.answer(reply, Err(e), Answered::Subscribed),
+            };
             if let Some(n) = ch.subscribers.get_mut(req.worker) {
                 *n += 1;
             }
@@ -160,8 +167,7 @@ impl Engine for MemoryEngine {
         let mut wakes = Wakes::default();
         {
             let mut shard = self.shard(channel);
-            let Shard { channels, retired } = &mut *shard;
-            let Some(ch) = channels.get_mut(channel) else {
+            let Some(ch) = shard.channels.get_mut(channel) else {
                 return;
             };
             if let Some(n) = ch.subscribers.get_mut(worker) {
@@ -170,10 +176,7 @@ impl Engine for MemoryEngine {
             if let Some(user) = user {
                 presence::change(&self.workers, ch, channel, user, false, &mut wakes);
             }
-            if ch.is_idle() {
-                retired.retire(hash(channel), ch.last_seq());
-                channels.remove(channel);
-            }
+            shard.forget_if_idle(&self.bounds, channel);
         }
         wakes.wake(&self.workers);
     }
@@ -188,9 +191,12 @@ impl Engine for MemoryEngine {
         let shard = self.shard(channel);
         let (recovered, messages) = match shard.channels.get(channel) {
             Some(ch) => ch.after(since, &self.epoch, limit, &self.limits, Instant::now()),
-            // A channel never published to (or long idle): nothing was lost only if the
-            // client had seen nothing either.
-            None => (since.is_none_or(|s| s.id == 0), Vec::new()),
+            // A channel never published to, or forgotten: nothing was lost only if the
+            // client had seen its last id (0: nothing), as a subscribe would find.
+            None => {
+                let last = shard.retired.last(hash(channel));
+                (since.is_none_or(|s| s.id == last), Vec::new())
+            }
         };
         let history = History {
             epoch: self.epoch.clone(),
@@ -264,40 +270,29 @@ impl Engine for MemoryEngine {
             return;
         };
         let mut shard = lock(shard);
-        let Shard { channels, retired } = &mut *shard;
-        channels.retain(|name, ch| {
-            ch.trim(&self.limits, now);
-            let keep = !ch.is_idle();
-            if !keep {
-                retired.retire(hash(name), ch.last_seq());
-            }
-            keep
-        });
-        if channels.capacity() > 64 && channels.len() < channels.capacity() / 4 {
-            channels.shrink_to_fit();
-        }
+        shard.sweep(&self.bounds, |ch| ch.trim(&self.limits, now));
+        self.bounds.restamp(i, &shard);
     }
 
     fn history_len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| {
-                lock(s)
-                    .channels
-                    .values()
-                    .map(|c| c.history.len())
-                    .sum::<usize>()
-            })
-            .sum()
+        self.shards.iter().map(|s| lock(s).history_len()).sum()
     }
 
     fn health(&self) -> Health {
         Ok(())
     }
 
-    /// No links: everything is in this process.
+    /// No links (everything is in this process): the history budget and the channel count.
     fn stats(&self) -> EngineStats {
-        EngineStats::default()
+        let c = self.bounds.counts();
+        EngineStats {
+            channels: c.live as u64,
+            channels_refused: c.refused,
+            history_bytes: c.bytes as u64,
+            history_max_bytes: self.bounds.max_bytes as u64,
+            history_evicted: c.evicted,
+            ..EngineStats::default()
+        }
     }
 }
 
@@ -317,6 +312,15 @@ mod tests {
     };
 
     fn engine(workers: usize, size: usize) -> (MemoryEngine, Vec<Receiver<Cmd>>, Vec<Poll>) {
+        engine_bounded(workers, size, usize::MAX, usize::MAX)
+    }
+
+    fn engine_bounded(
+        workers: usize,
+        size: usize,
+        max_bytes: usize,
+        max_channels: usize,
+    ) -> (MemoryEngine, Vec<Receiver<Cmd>>, Vec<Poll>) {
         let mut links = Vec::new();
         let mut rxs = Vec::new();
         let mut polls = Vec::new();
@@ -331,6 +335,8 @@ mod tests {
         let limits = HistoryLimits {
             size,
             ttl: Duration::from_secs(300),
+            max_bytes,
+            max_channels,
         };
         (
             MemoryEngine::new(limits, links.into(), false, "n1"),
@@ -592,5 +598,112 @@ mod tests {
         assert_eq!(now(e.users_online(&["u", "v"], R)), vec![true, false]);
         e.user_disconnected("u");
         assert_eq!(now(e.users_online(&["u"], R)), vec![false]);
+    }
+
+    fn sweep_all(e: &MemoryEngine) {
+        for _ in 0..SHARDS {
+            e.maintain();
+        }
+    }
+
+    #[test]
+    fn the_budget_evicts_the_oldest_history_and_counts_it() {
+        let (e, _rxs, _polls) = engine_bounded(1, 100, 64 * 1024, usize::MAX);
+        let body = "x".repeat(100);
+        for i in 0..2000 {
+            publish(&e, &format!("ch{i}"), &body);
+        }
+        let s = e.stats();
+        assert!(s.history_bytes <= 64 * 1024, "{s:?}");
+        assert!(s.history_evicted > 1000, "{s:?}");
+        assert_eq!(s.history_max_bytes, 64 * 1024);
+        // The newest channels are kept, the oldest evicted (and, with no subscribers,
+        // forgotten): the count follows.
+        assert_eq!(history(&e, "ch1999", None, 10), (true, vec![1]));
+        assert_eq!(history(&e, "ch0", Some(0), 10), (false, vec![]));
+        assert_eq!(s.channels as usize, e.history_len());
+        // A forgotten channel's ids go on.
+        assert_eq!(publish(&e, "ch0", "again"), 2);
+    }
+
+    #[test]
+    fn a_resume_from_an_evicted_id_is_not_recovered() {
+        let (e, _rxs, _polls) = engine_bounded(1, 1000, 32 * 1024, usize::MAX);
+        subscribe(&e, "kept", 0, None, None);
+        for _ in 0..10 {
+            publish(&e, "kept", "x");
+        }
+        let body = "y".repeat(200);
+        for i in 0..500 {
+            publish(&e, &format!("flood{i}"), &body);
+        }
+        assert!(e.stats().history_evicted >= 10);
+        let sub = subscribe(&e, "kept", 0, Some(3), None);
+        assert!(!sub.recovered, "ids 4..=10 were evicted");
+        assert_eq!(sub.last_seq, 10, "the channel (subscribed) lives on");
+        assert_eq!(publish(&e, "kept", "z"), 11);
+        let sub = subscribe(&e, "kept", 0, Some(10), None);
+        assert!(sub.recovered);
+        assert_eq!(sub.replay.iter().map(|m| m.seq).collect::<Vec<_>>(), [11]);
+    }
+
+    #[test]
+    fn the_counter_returns_to_zero_when_history_is_gone() {
+        let (mut e, _rxs, _polls) = engine_bounded(2, 3, usize::MAX, usize::MAX);
+        subscribe(&e, "a", 1, None, None);
+        for i in 0..50 {
+            publish(&e, &format!("c{}", i % 7), "some payload");
+            publish(&e, "a", "x");
+        }
+        let s = e.stats();
+        assert!(s.history_bytes > 0);
+        assert_eq!(s.channels, 8);
+        e.limits.ttl = Duration::ZERO;
+        std::thread::sleep(Duration::from_millis(2));
+        sweep_all(&e);
+        let s = e.stats();
+        assert_eq!((s.history_bytes, s.channels), (0, 1), "{s:?}");
+        e.unsubscribe("a", 1, None);
+        assert_eq!(e.stats().channels, 0);
+        assert_eq!(
+            e.stats().history_evicted,
+            0,
+            "ttl and size trims are not evictions"
+        );
+    }
+
+    #[test]
+    fn new_channels_past_the_bound_are_refused_until_some_are_forgotten() {
+        let (mut e, _rxs, _polls) = engine_bounded(1, 10, usize::MAX, 2);
+        publish(&e, "a", "x");
+        subscribe(&e, "b", 0, None, None);
+        let refused =
+            |a: Answer<Published>| matches!(a, Answer::Now(Err(EngineError::TooManyChannels)));
+        assert!(refused(e.publish("c", &Data::Text("x"), R)));
+        let req = SubscribeReq {
+            channel: "c",
+            worker: 0,
+            since: None,
+            user: None,
+        };
+        assert!(matches!(
+            e.subscribe(req, R),
+            Answer::Now(Err(EngineError::TooManyChannels))
+        ));
+        // Existing channels keep working; reads of unknown ones create nothing.
+        assert_eq!(publish(&e, "a", "y"), 2);
+        assert_eq!(publish(&e, "b", "y"), 1);
+        assert_eq!(history(&e, "d", None, 10), (true, vec![]));
+        assert!(now(e.presence("d", R)).is_empty());
+        let s = e.stats();
+        assert_eq!((s.channels, s.channels_refused), (2, 2));
+        // Once unsubscribed and their history expired, both are forgotten.
+        e.unsubscribe("b", 0, None);
+        e.limits.ttl = Duration::ZERO;
+        std::thread::sleep(Duration::from_millis(2));
+        sweep_all(&e);
+        assert_eq!(e.stats().channels, 0);
+        assert_eq!(publish(&e, "c", "x"), 1);
+        assert_eq!(publish(&e, "a", "x"), 3, "ids of a forgotten channel go on");
     }
 }

@@ -73,6 +73,8 @@ pub struct Node {
     pub resets: u64,
     /// Messages received from Redis for this node's channels.
     pub messages_in: u64,
+    /// Subscribes refused at `max_channels`.
+    pub refused: u64,
 }
 
 impl Node {
@@ -88,6 +90,7 @@ impl Node {
             gap_fills: 0,
             resets: 0,
             messages_in: 0,
+            refused: 0,
         }
     }
 
@@ -115,6 +118,7 @@ impl Node {
         reply: ReplyTo,
     ) {
         if self.chans.len() >= self.max_channels && !self.chans.contains_key(channel) {
+            self.refused += 1;
             let refused = Answered::Subscribed(Err(EngineError::TooManyChannels));
             return link::answer(&self.workers, reply, refused);
         }

@@ -345,6 +345,7 @@ impl Thread {
             links: links.clone().count() as u64,
             links_up: links.filter(|c| c.is_ready()).count() as u64,
             channels: self.node.tracked() as u64,
+            channels_refused: self.node.refused,
             gap_fills: self.node.gap_fills,
             resets: self.node.resets,
             messages_in: self.node.messages_in,
