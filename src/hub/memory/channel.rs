@@ -142,9 +142,10 @@ impl Channel {
 }
 
 /// Slots per shard remembering the last id of channels that were forgotten (see
-/// [`Retired`]): 64 × 16,384 slots of 8 bytes, allocated zeroed so untouched pages cost
-/// no memory.
-pub const RETIRED_SLOTS_PER_SHARD: usize = 16 * 1024;
+/// [`Retired`]): 64 × 4,096 slots of 8 bytes (2 MiB once a flood of channels has touched
+/// them all: a fixed cost outside the history budget), allocated zeroed so untouched pages
+/// cost nothing. More slots would only make fewer new channels start above 1.
+pub const RETIRED_SLOTS_PER_SHARD: usize = 4 * 1024;
 
 /// A channel with no subscribers and no history is forgotten to bound memory, but its ids
 /// must never be handed out again (a client resuming with `since` would skip the new
