@@ -46,6 +46,18 @@ struct More {
     bucket: Bucket,
 }
 
+impl More {
+    /// Holds nothing a fresh session would not.
+    fn is_empty(&self) -> bool {
+        self.subs.is_empty()
+            && self.user.is_none()
+            && self.waiting == 0
+            && self.http.is_none()
+            && self.grant.is_none()
+            && self.bucket == Bucket::default()
+    }
+}
+
 /// A connection's verified token, kept for as long as it lives.
 #[derive(Debug)]
 pub struct Grant {
@@ -180,6 +192,12 @@ impl Session {
         } else {
             m.waiting.saturating_sub(1)
         };
+        // Counting a wait is often all a subscriber of one channel ever used `more` for
+        // (every subscribe in cluster mode waits): keeping the empty box would cost each
+        // idle subscriber its ~200-byte block for good.
+        if self.more.as_deref().is_some_and(More::is_empty) {
+            self.more = None;
+        }
     }
 
     /// The HTTP side, created when first needed.
@@ -361,5 +379,27 @@ mod tests {
     #[test]
     fn a_session_fits_a_32_byte_block() {
         assert!(std::mem::size_of::<Session>() <= 24);
+    }
+
+    #[test]
+    fn an_answered_wait_gives_the_rare_parts_back() {
+        let mut s = Session::default();
+        s.wait(true);
+        s.wait(true);
+        assert_eq!(s.waiting(), 2);
+        s.wait(false);
+        assert!(s.more.is_some(), "one subscription still waits");
+        s.wait(false);
+        assert_eq!(s.waiting(), 0);
+        assert!(s.more.is_none(), "an empty box kept for good");
+        // Anything else in it keeps it.
+        s.set_user(Some("alice".into()));
+        s.wait(true);
+        s.wait(false);
+        assert!(s.more.is_some());
+        assert_eq!(
+            s.more.as_ref().and_then(|m| m.user.as_deref()),
+            Some("alice")
+        );
     }
 }
