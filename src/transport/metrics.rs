@@ -5,11 +5,11 @@
 //! counters end in `_total`. Totals are summed across workers; a few gauges are also given
 //! per worker (`worker="N"`) to show how SO_REUSEPORT spread the load.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::hub::engine::EngineStats;
+use crate::transport::prom::{counter, family, gauge, sample, Kind};
 use crate::transport::shared::Shared;
 use crate::transport::stats::{WorkerStats, FRAME_ERROR_CODES};
 
@@ -179,12 +179,6 @@ struct View<'a> {
     fd_limit: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Counter,
-    Gauge,
-}
-
 impl View<'_> {
     fn sum(&self, read: Read) -> u64 {
         self.workers
@@ -348,43 +342,6 @@ impl View<'_> {
     }
 }
 
-fn family(out: &mut String, name: &str, kind: Kind, help: &str) {
-    let kind = match kind {
-        Kind::Counter => "counter",
-        Kind::Gauge => "gauge",
-    };
-    let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
-    family(out, name, Kind::Gauge, help);
-    sample(out, name, &[], value);
-}
-
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    family(out, name, Kind::Counter, help);
-    sample(out, name, &[], value);
-}
-
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: u64) {
-    out.push_str(name);
-    if !labels.is_empty() {
-        out.push('{');
-        for (i, (k, v)) in labels.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(k);
-            out.push_str("=\"");
-            push_label_value(out, v);
-            out.push('"');
-        }
-        out.push('}');
-    }
-    let _ = writeln!(out, " {value}");
-}
-
 impl View<'_> {
     /// The channel count and, for the embedded engine, the history budget.
     fn render_bounds(&self, out: &mut String) {
@@ -477,23 +434,6 @@ impl View<'_> {
         for (name, help, n) in counters {
             family(out, name, Kind::Counter, help);
             sample(out, name, &[], n);
-        }
-    }
-}
-
-/// HELP text escapes backslash and newline.
-fn escape_help(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('\n', "\\n")
-}
-
-/// Label values escape backslash, double quote and newline.
-fn push_label_value(out: &mut String, v: &str) {
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
         }
     }
 }
@@ -794,17 +734,5 @@ mod tests {
         assert_eq!(p.get("switchboard_shutting_down", &[]), Some(1.0));
         // An empty per-worker family still has HELP and TYPE, and no samples.
         assert!(p.types.contains_key("switchboard_worker_queued_deliveries"));
-    }
-
-    #[test]
-    fn escaping() {
-        assert_eq!(escape_help("a\\b\nc"), "a\\\\b\\nc");
-        let mut out = String::new();
-        push_label_value(&mut out, "q\"b\\n\n");
-        assert_eq!(out, "q\\\"b\\\\n\\n");
-        let mut out = String::new();
-        sample(&mut out, "m", &[("a", "1"), ("b", "x")], 5);
-        sample(&mut out, "m", &[], 0);
-        assert_eq!(out, "m{a=\"1\",b=\"x\"} 5\nm 0\n");
     }
 }

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod out;
 pub mod pending;
 pub mod poll;
+pub mod prom;
 pub mod request;
 pub mod router;
 pub mod session;
