@@ -325,6 +325,69 @@ fn a_request_sent_while_a_poll_is_held_is_answered_after_it() {
     request_behind_a_held_poll(true);
 }
 
+/// Far more pipelined behind a held poll than the server keeps (one request of the largest
+/// size): it stops reading the connection until the poll is answered — backpressure — and
+/// then answers every request in order, rather than resetting the connection and losing
+/// them. (In cluster mode every publish is held like this poll.)
+#[test]
+fn megabytes_pipelined_behind_a_held_poll_are_all_answered_in_order() {
+    // A small bound (~1.3 KB kept behind a held request) so the flood passes it many times.
+    let server = Server::start(&[
+        "--workers",
+        "1",
+        "--max-header-bytes",
+        "1024",
+        "--max-message-bytes",
+        "256",
+    ]);
+    let addr = server.addr();
+    let mut stream = tcp(addr);
+    stream
+        .write_all(b"GET /poll?channel=flood HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("write the poll");
+    wait_for_transport_gauge(addr, "poll", 1);
+    // ~880 KB behind it, written from another thread in 4 KiB pieces: the server stops
+    // reading, so the writes block until the poll is answered.
+    const N: usize = 20_000;
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut writer = stream.try_clone().expect("clone the stream");
+    let progress = written.clone();
+    let writing = std::thread::spawn(move || {
+        let one = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
+        let all: Vec<u8> = one.iter().copied().cycle().take(one.len() * N).collect();
+        for piece in all.chunks(4096) {
+            writer
+                .write_all(piece)
+                .expect("write the pipelined requests");
+            progress.fetch_add(piece.len(), std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    // Answer the poll only once far more than the bound is on its way (one worker: the
+    // server sees those bytes before the publish, which comes on a later connection).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while written.load(std::sync::atomic::Ordering::Relaxed) < 64 * 1024 {
+        assert!(
+            Instant::now() < deadline,
+            "the pipelined requests were not written"
+        );
+        std::thread::yield_now();
+    }
+    let mut http = HttpConn::connect(addr);
+    assert_eq!(http.publish_json("flood", &json!("m")), 1);
+    let mut buf = Vec::new();
+    let first = read_response_checked(&mut stream, &mut buf, "the poll's reply");
+    assert_eq!(ids(&poll_reply(&first).0), pairs(&[("flood", 1)]));
+    for i in 0..N {
+        let r = read_response_checked(&mut stream, &mut buf, &format!("response {i}"));
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (200, &b"ok\n"[..]),
+            "response {i}"
+        );
+    }
+    writing.join().expect("the writer");
+}
+
 /// [`read_response`], failing with the raw bytes if what arrives is not an HTTP response
 /// (rather than panicking deep in the parser or timing out without showing them).
 fn read_response_checked(stream: &mut TcpStream, buf: &mut Vec<u8>, what: &str) -> Response {

@@ -46,6 +46,13 @@ pub struct ConnState {
     pub body_pending: bool,
     /// Reading is paused until queued output drains (the peer reads slower than it sends).
     pub read_paused: bool,
+    /// Reading is paused because the requests pipelined behind a held one fill their bound
+    /// (`request::behind_held`): backpressure, not a reset, for a client that pipelines
+    /// publishes to a cluster node (each one held for Redis). Cleared when the held request
+    /// is answered; `reread` then asks the event loop to read the socket again (its edge
+    /// was consumed while we did not read).
+    pub input_full: bool,
+    pub reread: bool,
     /// permessage-deflate was negotiated: our compressor's window for this connection. One
     /// byte, in what was padding: compression costs an idle connection nothing (no DEFLATE
     /// state is kept per connection; the worker's is reset per message).
@@ -73,6 +80,8 @@ impl ConnState {
             peer_eof: false,
             fin_sent: false,
             read_paused: false,
+            input_full: false,
+            reread: false,
             deflate: None,
             body_pending: false,
             head: None,

@@ -60,14 +60,23 @@ pub fn on_bytes(st: &mut ConnState, data: &mut [u8], cx: &mut Cx<'_>) -> Verdict
     }
 }
 
-/// Input that arrives behind a held request: kept (bounded) and answered after it.
+/// Input that arrives behind a held request: kept and answered after it. Past
+/// [`held_input_bound`] the connection stops being read until the held request is answered
+/// (what one read brings is kept: the bound is passed by at most one read buffer).
 pub fn behind_held(st: &mut ConnState, data: &[u8], cfg: &Config) -> Verdict {
     let head = st.head.get_or_insert_with(Box::default);
-    if head.len() + data.len() > cfg.max_header_bytes + cfg.max_message_bytes {
+    if head.len() >= held_input_bound(cfg) {
+        // Reading was paused at the bound; nothing more should arrive here.
         return Verdict::Drop;
     }
     head.extend_from_slice(data);
+    st.input_full = head.len() >= held_input_bound(cfg);
     Verdict::Keep
+}
+
+/// How much input may wait behind a held request: one request of the largest size.
+fn held_input_bound(cfg: &Config) -> usize {
+    cfg.max_header_bytes + cfg.max_message_bytes
 }
 
 /// Handles complete requests from the front of `input`; returns the bytes used. After an
@@ -120,10 +129,24 @@ fn keeps_input(st: &ConnState) -> bool {
 
 /// Takes up requests that arrived while one was held, now that it is answered.
 pub fn resume(st: &mut ConnState, cx: &mut Cx<'_>) -> Verdict {
+    if std::mem::take(&mut st.input_full) {
+        st.reread = true;
+    }
     if st.phase != Phase::Request || st.head.is_none() {
         return Verdict::Keep;
     }
-    on_bytes(st, &mut [], cx)
+    let verdict = on_bytes(st, &mut [], cx);
+    // Another held request may have been reached with the rest still over the bound.
+    if st
+        .head
+        .as_ref()
+        .is_some_and(|h| h.len() >= held_input_bound(cx.cfg))
+        && keeps_input(st)
+    {
+        st.input_full = true;
+        st.reread = false;
+    }
+    verdict
 }
 
 fn take_one(st: &mut ConnState, input: &mut [u8], scanned: usize, cx: &mut Cx<'_>) -> Taken {

@@ -43,6 +43,9 @@ impl Worker {
         if st.queued_bytes() > self.shared.cfg.max_outbound_bytes {
             st.read_paused = true;
         }
+        if std::mem::take(&mut st.reread) && !st.peer_eof {
+            self.revisit.push(token::pack(key, conn.gen));
+        }
         let mut want = next_check(st, &self.ticks, self.now);
         // Draining: a connection still open is also due at its turn to close.
         if let Some(sd) = self.shutdown {

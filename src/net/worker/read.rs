@@ -60,7 +60,7 @@ impl Worker {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
-            if conn.st.peer_eof || conn.st.read_paused {
+            if conn.st.peer_eof || conn.st.read_paused || conn.st.input_full {
                 break;
             }
             match conn.socket.read(&mut self.scratch) {
@@ -119,7 +119,7 @@ impl Worker {
         }
         if verdict == Verdict::Keep {
             if let Some(conn) = self.conns.get(key) {
-                if !conn.st.peer_eof && !conn.st.read_paused {
+                if !conn.st.peer_eof && !conn.st.read_paused && !conn.st.input_full {
                     // Budget spent with input possibly left: come back next turn.
                     self.revisit.push(token::pack(key, conn.gen));
                 }
