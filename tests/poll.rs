@@ -331,6 +331,17 @@ fn a_request_sent_while_a_poll_is_held_is_answered_after_it() {
 /// them. (In cluster mode every publish is held like this poll.)
 #[test]
 fn megabytes_pipelined_behind_a_held_poll_are_all_answered_in_order() {
+    flood_behind_a_held_poll(false);
+}
+
+/// The same, with the poll and the flood in one stream: the server reads past the poll in
+/// the read that holds it, so the input waiting behind it starts out over the bound.
+#[test]
+fn megabytes_sent_with_the_poll_are_all_answered_in_order() {
+    flood_behind_a_held_poll(true);
+}
+
+fn flood_behind_a_held_poll(together: bool) {
     // A small bound (~1.3 KB kept behind a held request) so the flood passes it many times.
     let server = Server::start(&[
         "--workers",
@@ -342,19 +353,22 @@ fn megabytes_pipelined_behind_a_held_poll_are_all_answered_in_order() {
     ]);
     let addr = server.addr();
     let mut stream = tcp(addr);
-    stream
-        .write_all(b"GET /poll?channel=flood HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .expect("write the poll");
-    wait_for_transport_gauge(addr, "poll", 1);
+    let poll = b"GET /poll?channel=flood HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let one = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
     // ~880 KB behind it, written from another thread in 4 KiB pieces: the server stops
     // reading, so the writes block until the poll is answered.
     const N: usize = 20_000;
+    let mut all: Vec<u8> = one.iter().copied().cycle().take(one.len() * N).collect();
+    if together {
+        all.splice(0..0, poll.iter().copied());
+    } else {
+        stream.write_all(poll).expect("write the poll");
+        wait_for_transport_gauge(addr, "poll", 1);
+    }
     let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut writer = stream.try_clone().expect("clone the stream");
     let progress = written.clone();
-    let writing = std::thread::spawn(move || {
-        let one = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
-        let all: Vec<u8> = one.iter().copied().cycle().take(one.len() * N).collect();
+    let writing = thread::spawn(move || {
         for piece in all.chunks(4096) {
             writer
                 .write_all(piece)
@@ -362,6 +376,7 @@ fn megabytes_pipelined_behind_a_held_poll_are_all_answered_in_order() {
             progress.fetch_add(piece.len(), std::sync::atomic::Ordering::Relaxed);
         }
     });
+    wait_for_transport_gauge(addr, "poll", 1);
     // Answer the poll only once far more than the bound is on its way (one worker: the
     // server sees those bytes before the publish, which comes on a later connection).
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -370,7 +385,7 @@ fn megabytes_pipelined_behind_a_held_poll_are_all_answered_in_order() {
             Instant::now() < deadline,
             "the pipelined requests were not written"
         );
-        std::thread::yield_now();
+        thread::yield_now();
     }
     let mut http = HttpConn::connect(addr);
     assert_eq!(http.publish_json("flood", &json!("m")), 1);

@@ -35,6 +35,7 @@ pub fn on_bytes(st: &mut ConnState, data: &mut [u8], cx: &mut Cx<'_>) -> Verdict
                     st.head = Some(Box::new(rest.to_vec()));
                 }
             }
+            pause_if_full(st, cx.cfg);
             Verdict::Keep
         }
         Some(mut head) => {
@@ -55,6 +56,7 @@ pub fn on_bytes(st: &mut ConnState, data: &mut [u8], cx: &mut Cx<'_>) -> Verdict
                 head.drain(..used);
                 st.head = Some(head);
             }
+            pause_if_full(st, cx.cfg);
             Verdict::Keep
         }
     }
@@ -64,14 +66,26 @@ pub fn on_bytes(st: &mut ConnState, data: &mut [u8], cx: &mut Cx<'_>) -> Verdict
 /// [`held_input_bound`] the connection stops being read until the held request is answered
 /// (what one read brings is kept: the bound is passed by at most one read buffer).
 pub fn behind_held(st: &mut ConnState, data: &[u8], cfg: &Config) -> Verdict {
-    let head = st.head.get_or_insert_with(Box::default);
-    if head.len() >= held_input_bound(cfg) {
-        // Reading was paused at the bound; nothing more should arrive here.
-        return Verdict::Drop;
-    }
-    head.extend_from_slice(data);
-    st.input_full = head.len() >= held_input_bound(cfg);
+    st.head
+        .get_or_insert_with(Box::default)
+        .extend_from_slice(data);
+    pause_if_full(st, cfg);
     Verdict::Keep
+}
+
+/// Stops reading a held connection whose waiting input reached the bound (the event loop
+/// reads nothing while `input_full`, so the input grows by at most one read past it).
+fn pause_if_full(st: &mut ConnState, cfg: &Config) {
+    let held = st.phase == Phase::Open && st.transport.is_some_and(Route::is_held);
+    if held
+        && st
+            .head
+            .as_ref()
+            .is_some_and(|h| h.len() >= held_input_bound(cfg))
+    {
+        st.input_full = true;
+        st.reread = false;
+    }
 }
 
 /// How much input may wait behind a held request: one request of the largest size.
@@ -135,18 +149,7 @@ pub fn resume(st: &mut ConnState, cx: &mut Cx<'_>) -> Verdict {
     if st.phase != Phase::Request || st.head.is_none() {
         return Verdict::Keep;
     }
-    let verdict = on_bytes(st, &mut [], cx);
-    // Another held request may have been reached with the rest still over the bound.
-    if st
-        .head
-        .as_ref()
-        .is_some_and(|h| h.len() >= held_input_bound(cx.cfg))
-        && keeps_input(st)
-    {
-        st.input_full = true;
-        st.reread = false;
-    }
-    verdict
+    on_bytes(st, &mut [], cx)
 }
 
 fn take_one(st: &mut ConnState, input: &mut [u8], scanned: usize, cx: &mut Cx<'_>) -> Taken {
