@@ -202,15 +202,7 @@ fn rsa_bits(key: &DecodingKey) -> Option<usize> {
 mod tests {
     use super::*;
 
-    macro_rules! fixture {
-        ($name:literal) => {
-            include_bytes!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/auth/",
-                $name
-            ))
-        };
-    }
+    use crate::auth::fixture;
 
     fn load_pem(pem: &[u8]) -> Result<Alg, KeyError> {
         let keys = Keys {

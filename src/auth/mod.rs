@@ -13,3 +13,17 @@ pub mod keys;
 pub mod limits;
 pub mod perms;
 pub mod token;
+
+/// A key or certificate from `tests/fixtures/auth/`, for the unit tests of `keys` and `token`.
+#[cfg(test)]
+macro_rules! fixture {
+    ($name:literal) => {
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/auth/",
+            $name
+        ))
+    };
+}
+#[cfg(test)]
+pub(crate) use fixture;

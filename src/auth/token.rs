@@ -340,15 +340,7 @@ mod tests {
     const SECRET: &[u8] = b"test-only secret, 32+ bytes long!";
     const OTHER_SECRET: &[u8] = b"another test-only secret, 32+ bytes";
 
-    macro_rules! fixture {
-        ($name:literal) => {
-            include_bytes!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/auth/",
-                $name
-            ))
-        };
-    }
+    use crate::auth::fixture;
     const RSA_PRIVATE: &[u8] = fixture!("rsa_private.pem");
     const RSA_PUBLIC: &[u8] = fixture!("rsa_public.pem");
     const RSA_PUBLIC_PKCS1: &[u8] = fixture!("rsa_public_pkcs1.pem");
