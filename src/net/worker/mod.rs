@@ -207,7 +207,9 @@ impl Worker {
             for key in expired.drain(..) {
                 self.on_timer(key);
             }
-            self.publish_deflate_counts();
+            if self.shared.cfg.compression {
+                self.publish_deflate_counts();
+            }
             if self.shutdown_finished() {
                 return Ok(());
             }
