@@ -187,6 +187,17 @@ struct RefOnly<'a> {
 /// Parses one text frame. On error, also returns the request's `ref` if it could be read, so
 /// the error reply can carry it.
 pub fn parse(frame: &[u8]) -> Result<Request<'_>, (OpError, Option<&RawValue>)> {
+    // serde reads a struct from an array too (fields by position), so `["subscribe","c"]`
+    // would pass as a request and `[1]` would lend its element as a `ref`: only an object is.
+    let first = frame
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first != Some(&b'{') {
+        return Err((
+            OpError::InvalidJson("a request is a JSON object".into()),
+            None,
+        ));
+    }
     let wire: Wire<'_> = match serde_json::from_slice(frame) {
         Ok(w) => w,
         Err(e) => {
@@ -578,6 +589,18 @@ mod tests {
     fn errors_carry_the_ref_when_readable() {
         assert_eq!(err("not json").0.code(), "invalid_json");
         assert_eq!(err("[1,2]").0.code(), "invalid_json");
+        // An array is not a request, even one whose elements line up with the fields, and
+        // its elements are not a `ref` (the fuzzer found `[177e+6426]` echoed as one).
+        assert_eq!(
+            err(r#" ["subscribe","c"]"#),
+            (
+                OpError::InvalidJson("a request is a JSON object".into()),
+                None
+            )
+        );
+        assert_eq!(err("[177e+6426] \n").1, None);
+        assert_eq!(err("\r\n\t").0.code(), "invalid_json");
+        assert!(parse(b" \n{\"op\":\"presence\",\"channel\":\"c\"}").is_ok());
         let (e, r) = err(r#"{"op":"subscribe","channel":"c","since":"x","ref":"r1"}"#);
         assert_eq!((e.code(), r.as_deref()), ("invalid_json", Some("\"r1\"")));
         let (e, r) = err(r#"{"op":"dance","channel":"c","ref":5}"#);

@@ -31,6 +31,13 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 export RUSTC_BOOTSTRAP=1
 
+# FUZZ_SEED fixes libFuzzer's random seed, so a run is a replay of the same mutations (CI
+# uses one: a short run there walks the start of the path a longer run here already walked,
+# and a finding reproduces). Unset, each run explores somewhere new.
+seed_flag=()
+if [ -n "${FUZZ_SEED:-}" ]; then
+    seed_flag=(-seed="$FUZZ_SEED")
+fi
 targets=(handshake frames protocol token deflate)
 mkdir -p "$fuzz_dir/logs"
 cargo fuzz build --fuzz-dir tests/fuzz
@@ -47,7 +54,7 @@ for t in "${targets[@]}"; do
     echo "== $t: ${seconds}s (log: tests/fuzz/logs/$t.log)"
     # -timeout: an input that takes over 10 s is a hang, reported like a crash.
     if cargo fuzz run --fuzz-dir tests/fuzz "$t" "${corpora[@]}" -- \
-        -max_total_time="$seconds" -timeout=10 -print_final_stats=1 >"$log" 2>&1; then
+        -max_total_time="$seconds" -timeout=10 -print_final_stats=1 ${seed_flag[@]+"${seed_flag[@]}"} >"$log" 2>&1; then
         grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1 || true
         grep -E '^stat::number_of_executed_units' "$log" || true
     else
