@@ -125,6 +125,56 @@ fn a_user_on_two_nodes_stays_until_both_close_and_a_dead_node_expires() {
 }
 
 #[test]
+fn a_dead_nodes_users_leave_with_one_event_and_may_come_back() {
+    let redis = Redis::start();
+    let (mut a, b, c) = (node(&redis, "a"), node(&redis, "b"), node(&redis, "c"));
+    // Watchers on two nodes: both sweep the channel, the event must still come once.
+    let mut watchers = [&b, &c].map(|n| {
+        let mut w = ws_connect(n.addr(), "channel=hall&presence=1");
+        assert_eq!(w.read_json()["type"], "subscribed");
+        w
+    });
+    let join =
+        |user: &str| json!({"type": "presence", "channel": "hall", "event": "join", "user": user});
+    let leave =
+        |user: &str| json!({"type": "presence", "channel": "hall", "event": "leave", "user": user});
+    let mut dave = ws_connect(a.addr(), "user=dave&channel=hall");
+    assert_eq!(dave.read_json()["type"], "subscribed");
+    for w in &mut watchers {
+        assert_eq!(w.read_json(), join("dave"));
+    }
+
+    // Node a dies: nobody closes dave's connection, yet every watcher hears him leave.
+    send_signal(&a, libc::SIGKILL);
+    a.wait_exit(Duration::from_secs(5)).expect("killed");
+    let killed = Instant::now();
+    for w in &mut watchers {
+        assert_eq!(w.read_json(), leave("dave"));
+    }
+    // The TTL (2 s) plus one sweep (5/12 of it), with room for a slow machine.
+    assert!(
+        killed.elapsed() <= Duration::from_secs(4),
+        "{:?}",
+        killed.elapsed()
+    );
+    assert_eq!(users_in(&b, "hall"), json!([]));
+
+    // Once: the next event each watcher gets is erin's join, not a second leave from the
+    // other node's sweep; and dave, back on another node, joins again.
+    let mut erin = ws_connect(c.addr(), "user=erin&channel=hall");
+    assert_eq!(erin.read_json()["type"], "subscribed");
+    for w in &mut watchers {
+        assert_eq!(w.read_json(), join("erin"));
+    }
+    let mut dave = ws_connect(b.addr(), "user=dave&channel=hall");
+    assert_eq!(dave.read_json()["type"], "subscribed");
+    for w in &mut watchers {
+        assert_eq!(w.read_json(), join("dave"));
+    }
+    wait_users(&[&b, &c], "hall", json!(["dave", "erin"]), IO_TIMEOUT);
+}
+
+#[test]
 fn the_batch_question_is_one_round_trip_and_entries_are_refreshed() {
     let redis = Redis::start();
     // A thousand names do not fit the default 8 KiB request head.

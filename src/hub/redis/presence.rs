@@ -1,7 +1,9 @@
 //! Presence and the connection registry in Redis, kept alive by heartbeats: every entry has an
 //! expiry time (a sorted set's score), each node refreshes its own entries in batches well
 //! inside the TTL, a clean close removes them at once, and a node that dies leaves entries
-//! that readers ignore once expired and Redis drops with their key — no cleanup job.
+//! that readers ignore once expired and Redis drops with their key — no cleanup job. What
+//! readers ignore, subscribers must still hear of: every node sweeps the channels it is
+//! subscribed to, so a user whose entries all expired leaves with an event like a clean close.
 //!
 //! Keys (hash tags keep a channel's keys on its shard, a user's on the user's):
 //! - `sb:{C}:pz` — users present in channel C (score: the latest expiry of any node's entry);
@@ -13,15 +15,18 @@
 //! (message payloads start with a digit), once per cluster-wide change: a join when no node
 //! held the user in the channel, a leave when the last node lets go.
 
-/// KEYS: pz, pn. ARGV: user, node, expiry ms, now ms, key TTL s, pubsub channel.
-/// Adds this node's entry; publishes a join if no live entry had the user.
+/// KEYS: pz, pn. ARGV: user, node, expiry ms, now ms, key TTL s, pubsub channel, pz key TTL s.
+/// Adds this node's entry; publishes a join if no live entry had the user. The `pz` key
+/// outlives its entries (see [`users_key_ttl_s`]) so a sweep still finds the expired ones.
 pub const JOIN: &str = r#"
 local was = redis.call('ZSCORE', KEYS[1], ARGV[1])
 local live = was and tonumber(was) > tonumber(ARGV[4])
+-- Expired but not yet swept: the leave its subscribers have not heard goes first.
+if was and not live then redis.call('SPUBLISH', ARGV[6], 'p-' .. ARGV[1]) end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
 redis.call('ZADD', KEYS[1], 'GT', ARGV[3], ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('EXPIRE', KEYS[1], ARGV[7])
 if not live then redis.call('SPUBLISH', ARGV[6], 'p+' .. ARGV[1]) end
 return live and 0 or 1
 "#;
@@ -39,17 +44,45 @@ end
 return 1
 "#;
 
-/// KEYS: pz1, pn1, pz2, pn2, ... ARGV: node, expiry ms, key TTL s, user1, user2, ...
-/// Refreshes this node's channel entries in one call (a batch of the heartbeat).
+/// KEYS: pz1, pn1, pz2, pn2, ... ARGV: node, expiry ms, key TTL s, now ms, pz key TTL s,
+/// user1, user2, ...
+/// Refreshes this node's channel entries in one call (a batch of the heartbeat). A user the
+/// channel had lost meanwhile (this node's refreshes were late past the TTL, and a sweep
+/// published its leave) joins again, with the event. The Pub/Sub channel is the `pz` key
+/// without its last letter (so a heartbeat need not send both; a unit test holds the key
+/// layouts to it).
 pub const REFRESH: &str = r#"
-for i = 4, #ARGV do
-  local pz, pn = KEYS[2 * (i - 3) - 1], KEYS[2 * (i - 3)]
+for i = 6, #ARGV do
+  local pz, pn = KEYS[2 * (i - 5) - 1], KEYS[2 * (i - 5)]
+  local was = redis.call('ZSCORE', pz, ARGV[i])
+  if not was or tonumber(was) <= tonumber(ARGV[4]) then
+    local pubsub = string.sub(pz, 1, -2)
+    if was then redis.call('SPUBLISH', pubsub, 'p-' .. ARGV[i]) end
+    redis.call('SPUBLISH', pubsub, 'p+' .. ARGV[i])
+  end
   redis.call('ZADD', pn, ARGV[2], ARGV[1])
   redis.call('EXPIRE', pn, ARGV[3])
   redis.call('ZADD', pz, 'GT', ARGV[2], ARGV[i])
-  redis.call('EXPIRE', pz, ARGV[3])
+  redis.call('EXPIRE', pz, ARGV[5])
 end
-return #ARGV - 3
+return #ARGV - 5
+"#;
+
+/// KEYS: pz1, pz2, ... ARGV: now ms.
+/// Users whose every entry in a channel expired (their nodes died) leave it, with the leave
+/// event a clean close would have published; each removed before its event, so the sweeps of
+/// many nodes publish it once. Returns how many left.
+pub const SWEEP: &str = r#"
+local left = 0
+for i = 1, #KEYS do
+  for _, user in ipairs(redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', ARGV[1])) do
+    if redis.call('ZREM', KEYS[i], user) == 1 then
+      redis.call('SPUBLISH', string.sub(KEYS[i], 1, -2), 'p-' .. user)
+      left = left + 1
+    end
+  end
+end
+return left
 "#;
 
 /// KEYS: z1, c1, z2, c2, ... ARGV: node, expiry ms, key TTL s, count1, count2, ...
@@ -102,7 +135,14 @@ return #nodes
 "#;
 
 /// Every script of this module, for loading at connect.
-pub const ALL: [&str; 7] = [JOIN, LEAVE, REFRESH, REGISTER, ONLINE, NODES, SEND];
+pub const ALL: [&str; 8] = [JOIN, LEAVE, REFRESH, SWEEP, REGISTER, ONLINE, NODES, SEND];
+
+/// How long a channel's `pz` key lives after its last refresh: its entries' TTL, then time
+/// for the sweeps (every 5/12 of the TTL, at most 5 s) to find them expired and publish the
+/// leaves; past that Redis drops the key itself.
+pub fn users_key_ttl_s(ttl_s: u64) -> u64 {
+    2 * ttl_s + 10
+}
 
 pub fn channel_users_key(channel: &str) -> String {
     format!("sb:{{{channel}}}:pz")
@@ -231,5 +271,11 @@ mod tests {
         assert_eq!(user_key("u"), "sb:u:{u}");
         assert_eq!(user_counts_key("u"), "sb:u:{u}:c");
         assert_eq!(inbox("n1"), "sb:n:{n1}");
+        // REFRESH and SWEEP derive the Pub/Sub channel in Lua: string.sub(pz, 1, -2).
+        for c in ["c", "room:1", "a.b-c_d@e"] {
+            let pz = channel_users_key(c);
+            let pubsub = crate::hub::redis::wire::pubsub_channel(c);
+            assert_eq!(pz.strip_suffix('z'), Some(pubsub.as_str()));
+        }
     }
 }

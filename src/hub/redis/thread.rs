@@ -50,6 +50,8 @@ pub struct Thread {
     pub(super) users: Users,
     pub(super) next_check: Instant,
     pub(super) next_refresh: Instant,
+    /// When the channels' expired presence is next swept (leave events for dead nodes' users).
+    pub(super) next_sweep: Instant,
     /// Counted here, published to the report with the health.
     pub(super) stats: EngineStats,
 }
@@ -92,6 +94,7 @@ impl Thread {
             shas: Shas::new(),
             next_check: Instant::now() + TOP_CHECK_INTERVAL,
             next_refresh: Instant::now(),
+            next_sweep: Instant::now(),
             stats: EngineStats::default(),
         })
     }
@@ -132,6 +135,11 @@ impl Thread {
                 self.next_refresh = now + self.users.refresh_every();
                 self.users.refresh(&mut self.shards, &self.shas);
             }
+            if now >= self.next_sweep {
+                self.next_sweep = now + self.users.refresh_every().min(TOP_CHECK_INTERVAL);
+                let channels = self.node.channels();
+                self.users.sweep(&mut self.shards, &self.shas, channels);
+            }
             self.users.write_dirty(&mut self.shards, &self.shas);
             self.flush(Instant::now());
             self.update_health();
@@ -139,7 +147,7 @@ impl Thread {
     }
 
     fn timeout(&self, now: Instant) -> Duration {
-        let mut due = self.next_check.min(self.next_refresh);
+        let mut due = self.next_check.min(self.next_refresh).min(self.next_sweep);
         for s in &self.shards {
             for d in [s.cmd.deadline(), s.sub.deadline()].into_iter().flatten() {
                 due = due.min(d);

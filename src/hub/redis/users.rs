@@ -81,6 +81,10 @@ impl Users {
         self.ttl.as_secs().max(1).to_string()
     }
 
+    fn users_key_ttl(&self) -> String {
+        presence::users_key_ttl_s(self.ttl.as_secs().max(1)).to_string()
+    }
+
     pub fn connected(&mut self, user: &str) {
         *self.conns.entry(user.into()).or_insert(0) += 1;
         self.dirty.insert(user.into());
@@ -115,6 +119,7 @@ impl Users {
             now_ms().to_string().into_bytes(),
             self.key_ttl().into_bytes(),
             wire::pubsub_channel(channel).into_bytes(),
+            self.users_key_ttl().into_bytes(),
         ];
         send_on(shards, channel, &shas.join, 2, &args);
     }
@@ -163,10 +168,11 @@ impl Users {
                 .or_default()
                 .push((channel, user));
         }
-        let (expiry, key_ttl) = (self.expiry(), self.key_ttl());
+        let (expiry, key_ttl, now) = (self.expiry(), self.key_ttl(), now_ms().to_string());
+        let users_key_ttl = self.users_key_ttl();
         for (s, pairs) in by_shard {
             for batch in pairs.chunks(REFRESH_BATCH) {
-                let mut args: Vec<Vec<u8>> = Vec::with_capacity(3 * batch.len() + 3);
+                let mut args: Vec<Vec<u8>> = Vec::with_capacity(3 * batch.len() + 5);
                 for (c, u) in batch {
                     args.push(presence::channel_users_key(c).into_bytes());
                     args.push(presence::channel_user_nodes_key(c, u).into_bytes());
@@ -174,10 +180,39 @@ impl Users {
                 args.push(self.node.as_bytes().to_vec());
                 args.push(expiry.clone().into_bytes());
                 args.push(key_ttl.clone().into_bytes());
+                args.push(now.clone().into_bytes());
+                args.push(users_key_ttl.clone().into_bytes());
                 args.extend(batch.iter().map(|(_, u)| u.as_bytes().to_vec()));
                 if let Some(shard) = shards.get_mut(s) {
                     let _ =
                         send_script(shard, &shas.refresh, 2 * batch.len(), &args, Expect::Quiet);
+                }
+            }
+        }
+    }
+
+    /// Ends the presence of users whose nodes died in `channels` (those this node is subscribed
+    /// to), with leave events: one call per batch of channels per shard.
+    pub fn sweep<'a>(
+        &self,
+        shards: &mut [Shard],
+        shas: &Shas,
+        channels: impl Iterator<Item = &'a str>,
+    ) {
+        let mut by_shard: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+        for c in channels {
+            by_shard
+                .entry(shard_of(c, shards.len()))
+                .or_default()
+                .push(presence::channel_users_key(c));
+        }
+        let now = now_ms().to_string();
+        for (s, keys) in by_shard {
+            for batch in keys.chunks(REFRESH_BATCH) {
+                let mut args: Vec<Vec<u8>> = batch.iter().map(|k| k.clone().into_bytes()).collect();
+                args.push(now.clone().into_bytes());
+                if let Some(shard) = shards.get_mut(s) {
+                    let _ = send_script(shard, &shas.sweep, batch.len(), &args, Expect::Quiet);
                 }
             }
         }
