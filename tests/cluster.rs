@@ -315,6 +315,106 @@ fn redis_restarted_with_its_data_keeps_the_stream() {
     assert_eq!((id, m["data"].clone()), (6, json!(6)), "no reset, no gap");
 }
 
+/// What Redis looks like after losing the writes after message `keep` of `channel` (a crash
+/// inside `appendfsync everysec`, a failover to a lagging replica): its counter, its history
+/// and its stream's last id all back at `keep`, the epoch unchanged.
+fn lose_writes_after(redis: &Redis, channel: &str, keep: u64, lost: std::ops::RangeInclusive<u64>) {
+    let (meta, history) = (format!("sb:{{{channel}}}:m"), format!("sb:{{{channel}}}:h"));
+    redis.cmd(&["HSET", &meta, "t", &keep.to_string()]);
+    let ids: Vec<String> = lost.map(|i| format!("{i}-0")).collect();
+    let mut xdel = vec!["XDEL", history.as_str()];
+    xdel.extend(ids.iter().map(String::as_str));
+    redis.cmd(&xdel);
+    assert_eq!(
+        redis.cmd(&["XSETID", &history, &format!("{keep}-0")]),
+        "+OK"
+    );
+}
+
+/// The reset a live subscriber gets, then the replay of the stream's history in its new
+/// epoch: returns the new epoch and the replayed payloads.
+fn read_reset_and_replay(
+    c: &mut Client,
+    channel: &str,
+    old: &str,
+    n: usize,
+) -> (String, Vec<Value>) {
+    let reset = c.read_json();
+    assert_eq!(
+        (reset["type"].clone(), reset["recovered"].clone()),
+        (json!("subscribed"), json!(false)),
+        "{reset}"
+    );
+    let epoch = reset["epoch"].as_str().expect("an epoch").to_owned();
+    assert_ne!(epoch, old, "a new epoch");
+    let replay = (1..=n as u64)
+        .map(|want| {
+            let (id, m) = c.read_message_id(channel);
+            assert_eq!(id, want, "{m}");
+            m["data"].clone()
+        })
+        .collect();
+    (epoch, replay)
+}
+
+#[test]
+fn a_stream_that_went_back_in_redis_gets_a_new_epoch() {
+    let redis = Redis::start();
+    let a = node(&[&redis], &[]);
+    let mut http = HttpConn::connect(a.addr());
+    let (mut c, _) = subscriber(&a, "back", None);
+    let (_, old) = (1..=5)
+        .map(|i| publish(&mut http, "back", json!(i)))
+        .last()
+        .expect("5");
+    for i in 1..=5 {
+        assert_eq!(c.read_message_id("back").0, i);
+    }
+
+    // Redis forgets 4 and 5 and numbers the next publish 4 again, in the same epoch. A
+    // client at 5 would resume past the new 4 without ever seeing it: the node saw 5 come
+    // by Pub/Sub before this 4, which proves the stream went back, and gives it a new epoch.
+    lose_writes_after(&redis, "back", 3, 4..=5);
+    let (id, e) = publish(&mut http, "back", json!("new 4"));
+    assert_eq!((id, e.as_str()), (4, old.as_str()), "Redis reused the id");
+    let (new, replay) = read_reset_and_replay(&mut c, "back", &old, 4);
+    assert_eq!(replay, [json!(1), json!(2), json!(3), json!("new 4")]);
+    let (id, e) = publish(&mut http, "back", json!(5));
+    assert_eq!((id, e.as_str()), (5, new.as_str()));
+    let (id, m) = c.read_message_id("back");
+    assert_eq!((id, m["data"].clone()), (5, json!(5)));
+
+    // A client that had seen the old 5 is told its position is void.
+    let v = json_body(&http.get(&format!("/history/back?since=5&epoch={old}")));
+    assert_eq!(v["recovered"], false, "{v}");
+    let (_, s) = subscriber(&a, "back", Some((5, &old)));
+    assert_eq!(
+        (s["recovered"].clone(), s["epoch"].clone()),
+        (json!(false), json!(new))
+    );
+
+    // Quiet: nothing published after the loss. The check after the node's reconnect finds
+    // Redis below what the node received, and fences the stream all the same.
+    let (mut q, _) = subscriber(&a, "quiet", None);
+    let (_, old) = (1..=5)
+        .map(|i| publish(&mut http, "quiet", json!(i)))
+        .last()
+        .expect("5");
+    for i in 1..=5 {
+        assert_eq!(q.read_message_id("quiet").0, i);
+    }
+    lose_writes_after(&redis, "quiet", 3, 4..=5);
+    redis.cmd(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]);
+    let (_, replay) = read_reset_and_replay(&mut q, "quiet", &old, 3);
+    assert_eq!(replay, [json!(1), json!(2), json!(3)]);
+    // Both counted: one proven by the node, one by the fence script against its top.
+    let metrics = String::from_utf8_lossy(&http.get("/metrics").body).into_owned();
+    assert!(
+        metrics.contains("\nswitchboard_cluster_rewinds_total 2\n"),
+        "{metrics}"
+    );
+}
+
 #[test]
 fn redis_down_is_visible_then_subscriptions_come_back() {
     let mut redis = Redis::start();

@@ -155,6 +155,9 @@ pub struct EngineStats {
     /// told they lost messages (`recovered:false`).
     pub gap_fills: u64,
     pub resets: u64,
+    /// Streams this node proved went back in the store (ids handed out again after it
+    /// lost writes), each given a new epoch.
+    pub rewinds: u64,
 }
 
 /// The channel space as the node sees it.

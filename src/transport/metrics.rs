@@ -430,6 +430,11 @@ impl View<'_> {
                 "Streams whose subscribers were told messages are lost (recovered:false).",
                 e.resets,
             ),
+            (
+                "switchboard_cluster_rewinds_total",
+                "Streams found gone back in Redis (it lost writes) and given a new epoch.",
+                e.rewinds,
+            ),
         ];
         for (name, help, n) in counters {
             family(out, name, Kind::Counter, help);
@@ -644,6 +649,7 @@ mod tests {
             messages_in: 9,
             gap_fills: 2,
             resets: 1,
+            rewinds: 3,
             channels_refused: 2,
             ..EngineStats::default()
         };
@@ -660,6 +666,7 @@ mod tests {
             ("switchboard_cluster_messages_received_total", 9.0),
             ("switchboard_cluster_gap_fills_total", 2.0),
             ("switchboard_cluster_resets_total", 1.0),
+            ("switchboard_cluster_rewinds_total", 3.0),
             ("switchboard_channels", 7.0),
             ("switchboard_channels_refused_total", 2.0),
         ] {

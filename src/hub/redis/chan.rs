@@ -31,6 +31,15 @@ pub struct Stream {
     pub epoch: Epoch,
     /// The last id handed to the workers.
     pub top: u64,
+    /// The last id that came by Pub/Sub in this epoch. Pub/Sub brings a stream's messages in
+    /// the order Redis numbered them, so one that comes at or below it proves the stream went
+    /// back (ids handed out again), unlike one at or below `top`, which a read may have
+    /// delivered first.
+    pub live: u64,
+    /// The epoch the stream had before its last reset. A message of it that comes after
+    /// the reset (Pub/Sub can lag the command connection that brought the new epoch) was
+    /// published before the new epoch began, so the reset's replay from history had it.
+    pub former: Option<Epoch>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,9 +127,12 @@ pub fn reset(
     let json = protocol::subscribed_json(name, top, &epoch, false, None);
     let mut frame = Vec::with_capacity(json.len() + 4);
     frame::write_server_frame(&mut frame, OpCode::Text, json.as_bytes());
+    let former = ch.stream.take().map(|s| s.epoch).filter(|e| *e != epoch);
     ch.stream = Some(Stream {
         epoch: epoch.clone(),
         top,
+        live: 0,
+        former,
     });
     ch.held.clear();
     ch.recent.clear();
@@ -144,6 +156,12 @@ pub fn answer(
     wakes: &mut Wakes,
 ) {
     let now = Instant::now();
+    // Read before the stream's last new epoch (the command connection answered late): the
+    // entries are still the stream's, but the positions are the old epoch's.
+    let stale = ch
+        .stream
+        .as_ref()
+        .is_some_and(|s| s.former.as_ref() == Some(&kept.epoch));
     match ch.stream.as_ref() {
         None => {
             // The first read places the stream; what arrived before it and lies beyond it
@@ -157,9 +175,11 @@ pub fn answer(
             ch.stream = Some(Stream {
                 epoch: kept.epoch.clone(),
                 top,
+                live: 0,
+                former: None,
             });
         }
-        Some(s) if s.epoch != kept.epoch => {
+        Some(s) if s.epoch != kept.epoch && !stale => {
             reset(workers, ch, channel, kept.epoch.clone(), kept.top, wakes)
         }
         Some(_) => {}
@@ -180,13 +200,17 @@ pub fn answer(
                 .cloned(),
         );
     }
-    let recovered = kept.recovered(asked.since.as_ref());
+    let recovered = !stale && kept.recovered(asked.since.as_ref());
     if let Some(n) = ch.counts.get_mut(asked.worker) {
         *n += 1;
     }
+    let epoch = match ch.stream.as_ref() {
+        Some(s) if stale => s.epoch.clone(),
+        _ => kept.epoch,
+    };
     let sub = Subscription {
         channel_id: ch.id,
-        epoch: kept.epoch,
+        epoch,
         last_seq: top.max(kept.top),
         recovered,
         replay,
@@ -208,6 +232,10 @@ pub fn fill(
     let Some(top) = ch.stream.as_ref().map(|s| s.top) else {
         return false;
     };
+    if ch.stream.as_ref().and_then(|s| s.former.as_ref()) == Some(&kept.epoch) {
+        // Read before the stream's new epoch: nothing in it is news (see `answer`).
+        return !ch.held.is_empty();
+    }
     let same = ch.stream.as_ref().is_some_and(|s| s.epoch == kept.epoch);
     let first = kept.entries.first().map_or(kept.top + 1, |e| e.id);
     if !same || first > top + 1 && kept.top > top {

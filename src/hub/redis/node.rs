@@ -25,6 +25,7 @@ use crate::hub::redis::chan::{
     accept, answer, deliver, fill, hold, push_bounded, reset, Asked, Chan, Link,
 };
 use crate::hub::redis::wire::{Entry, Kept};
+use crate::warn;
 
 /// What the node asks of Redis. The driver implements it; tests use a fake.
 pub trait Store {
@@ -43,6 +44,10 @@ pub trait Store {
         limit: usize,
         tag: u64,
     ) -> Result<(), String>;
+    /// Asks where the channel's stream stands (answered by [`Node::on_top`]), giving it a
+    /// new epoch if it is still `epoch` and went back: `force` when the node has proof, else
+    /// when its top is below `top`.
+    fn fence(&mut self, channel: &str, epoch: &Epoch, top: u64, force: bool);
     /// `user` joined / left the channel here (presence).
     fn join(&mut self, channel: &str, user: &str);
     fn leave(&mut self, channel: &str, user: &str);
@@ -53,8 +58,13 @@ pub trait Store {
 enum Read {
     /// A subscriber's replay.
     Subscribe { channel: Box<str>, asked: Asked },
-    /// Messages the node missed (a jump in ids, a reconnect, a periodic check).
-    Fill { channel: Box<str> },
+    /// Messages the node missed (a jump in ids, a reconnect, a periodic check) after `since`
+    /// of `epoch`, where the node stood when it asked.
+    Fill {
+        channel: Box<str>,
+        since: u64,
+        epoch: Epoch,
+    },
 }
 
 #[derive(Debug)]
@@ -75,6 +85,8 @@ pub struct Node {
     pub messages_in: u64,
     /// Subscribes refused at `max_channels`.
     pub refused: u64,
+    /// Streams this node's fences gave a new epoch (they went back in Redis).
+    pub rewinds: u64,
 }
 
 impl Node {
@@ -91,6 +103,7 @@ impl Node {
             resets: 0,
             messages_in: 0,
             refused: 0,
+            rewinds: 0,
         }
     }
 
@@ -223,6 +236,8 @@ impl Node {
             tag,
             Read::Fill {
                 channel: channel.into(),
+                since,
+                epoch: epoch.clone(),
             },
         );
         if let Err(why) = store.read(channel, since, Some(&epoch), self.history_size, tag) {
@@ -313,19 +328,45 @@ impl Node {
         }
     }
 
+    /// Asks where each followed stream stands in Redis (a periodic check, a reconnect):
+    /// missed messages are filled, a stream that went back gets a new epoch.
+    pub fn check(&mut self, store: &mut dyn Store) {
+        for (name, ch) in &self.chans {
+            if let (Some(s), true) = (&ch.stream, ch.link != Link::Unsubscribed) {
+                store.fence(name, &s.epoch, s.top.max(s.live), false);
+            }
+        }
+    }
+
     /// A message from the channel's Redis subscription.
     pub fn on_message(&mut self, store: &mut dyn Store, channel: &str, e: Entry, epoch: Epoch) {
         self.messages_in += 1;
         let Some(ch) = self.chans.get_mut(channel) else {
             return; // Unsubscribed meanwhile.
         };
+        if let Some(s) = ch
+            .stream
+            .as_ref()
+            .filter(|s| s.epoch == epoch && e.id <= s.live)
+        {
+            // Not delivered: it is in history, and the reset the new epoch brings replays it.
+            warn!(
+                "channel {channel}: redis numbered a message {} after {} in the same stream",
+                e.id, s.live
+            );
+            let (at, epoch) = (s.top.max(s.live), s.epoch.clone());
+            store.fence(channel, &epoch, at, true);
+            return;
+        }
+        let seq = e.id;
         let msg = Arc::new(e.encode(channel));
         let mut wakes = Wakes::default();
         match ch.stream.as_ref() {
             // No read has placed the stream yet: kept for the first subscriber's replay.
             None => push_bounded(&mut ch.recent, msg),
+            Some(s) if s.former.as_ref() == Some(&epoch) => {}
             Some(s) if s.epoch != epoch => {
-                reset(&self.workers, ch, channel, epoch, 0, &mut wakes);
+                reset(&self.workers, ch, channel, epoch.clone(), 0, &mut wakes);
                 accept(&self.workers, ch, msg, &mut wakes);
             }
             Some(s) if msg.seq <= s.top => {}
@@ -336,9 +377,15 @@ impl Node {
             // A jump: what is between comes from history first.
             Some(_) => {
                 hold(ch, msg);
+                if let Some(s) = ch.stream.as_mut() {
+                    s.live = seq;
+                }
                 wakes.wake(&self.workers);
                 return self.start_fill(store, channel);
             }
+        }
+        if let Some(s) = ch.stream.as_mut().filter(|s| s.epoch == epoch) {
+            s.live = s.live.max(seq);
         }
         self.resets += u64::from(std::mem::take(&mut ch.resets));
         wakes.wake(&self.workers);
@@ -381,7 +428,7 @@ impl Node {
             return;
         };
         let channel = match &read {
-            Read::Subscribe { channel, .. } | Read::Fill { channel } => channel.clone(),
+            Read::Subscribe { channel, .. } | Read::Fill { channel, .. } => channel.clone(),
         };
         let Some(ch) = self.chans.get_mut(&*channel) else {
             return;
@@ -402,9 +449,18 @@ impl Node {
                     link::answer(&self.workers, asked.reply, Answered::Subscribed(Err(e)));
                 }
             },
-            Read::Fill { .. } => {
+            Read::Fill { since, epoch, .. } => {
                 ch.filling = false;
                 match result {
+                    // Below an id the node received in the same epoch: it went back.
+                    Ok(kept) if kept.epoch == epoch && kept.top < since => {
+                        warn!(
+                            "channel {channel}: redis is at id {} of a stream this node saw at \
+                             {since}",
+                            kept.top
+                        );
+                        store.fence(&channel, &epoch, since, true);
+                    }
                     Ok(kept) => again = fill(&self.workers, ch, &channel, kept, &mut wakes),
                     // Tried again at the next message, check or reconnect.
                     Err(_) => ch.held.clear(),

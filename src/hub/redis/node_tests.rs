@@ -15,7 +15,8 @@ use crate::hub::redis::wire::Kind;
 #[derive(Debug, Default)]
 struct Fake {
     subscribed: Vec<String>,
-    reads: Vec<(String, u64, u64)>, // channel, since, tag
+    reads: Vec<(String, u64, u64)>,   // channel, since, tag
+    fences: Vec<(String, u64, bool)>, // channel, top, force
 }
 
 impl Store for Fake {
@@ -34,6 +35,9 @@ impl Store for Fake {
     ) -> Result<(), String> {
         self.reads.push((channel.into(), since, tag));
         Ok(())
+    }
+    fn fence(&mut self, channel: &str, _: &Epoch, top: u64, force: bool) {
+        self.fences.push((channel.into(), top, force));
     }
     fn join(&mut self, _: &str, _: &str) {}
     fn leave(&mut self, _: &str, _: &str) {}
@@ -224,5 +228,72 @@ fn another_epoch_is_a_reset_and_the_channel_limit_refuses() {
             }
         ),
         "{refused:?}"
+    );
+}
+
+#[test]
+fn a_message_numbered_again_proves_the_stream_went_back() {
+    let mut r = rig();
+    first_subscriber(&mut r, 2, 5);
+    // 5 came by the read, not Pub/Sub: seeing it again is a duplicate, not proof.
+    r.node.on_message(&mut r.store, "c", entry(5), epoch());
+    r.node.on_message(&mut r.store, "c", entry(6), epoch());
+    r.node.on_message(&mut r.store, "c", entry(7), epoch());
+    assert_eq!(
+        drain(&r),
+        ["answer 1 at 5 replay [3, 4, 5]", "msg 6", "msg 7"]
+    );
+    assert!(r.store.fences.is_empty());
+    // Redis lost 6 and 7 and numbers the next publish 6: held back, and the stream fenced.
+    r.node.on_message(&mut r.store, "c", entry(6), epoch());
+    assert_eq!(r.store.fences, [("c".to_string(), 7, true)]);
+    assert!(drain(&r).is_empty());
+
+    // The fence gave it epoch e2: the subscribers are reset and get history replayed,
+    // the new 6 included.
+    let e2 = Epoch::parse("e2").expect("epoch");
+    r.node.on_top(&mut r.store, "c", e2.clone(), 6);
+    let (_, since, tag) = r.store.reads.pop().expect("a fill read");
+    assert_eq!(since, 7);
+    let replay = Kept {
+        epoch: e2.clone(),
+        ..kept(6, 1..=6)
+    };
+    r.node.on_read(&mut r.store, tag, Ok(replay));
+    assert_eq!(
+        drain(&r),
+        [
+            "reset at 0",
+            "msg 1",
+            "msg 2",
+            "msg 3",
+            "msg 4",
+            "msg 5",
+            "msg 6"
+        ]
+    );
+    // Pub/Sub lagging with a message of the old epoch changes nothing; the new one goes on.
+    r.node.on_message(&mut r.store, "c", entry(6), epoch());
+    r.node.on_message(&mut r.store, "c", entry(7), e2);
+    assert_eq!(drain(&r), ["msg 7"]);
+    assert_eq!(r.store.fences.len(), 1);
+}
+
+#[test]
+fn a_fill_that_finds_redis_below_the_node_fences_and_checks_send_the_top() {
+    let mut r = rig();
+    first_subscriber(&mut r, 2, 5);
+    drain(&r);
+    r.node.check(&mut r.store);
+    assert_eq!(r.store.fences, [("c".to_string(), 5, false)]);
+    // A jump makes the node read after 5; Redis says its top is 3.
+    r.node.on_message(&mut r.store, "c", entry(8), epoch());
+    let (_, since, tag) = r.store.reads.pop().expect("a fill read");
+    assert_eq!(since, 5);
+    r.node.on_read(&mut r.store, tag, Ok(kept(3, 3..=3)));
+    assert_eq!(r.store.fences[1], ("c".to_string(), 5, true));
+    assert!(
+        drain(&r).is_empty(),
+        "nothing delivered from a stream that went back"
     );
 }

@@ -107,6 +107,12 @@ impl Thread {
                 let parts = v.as_array().unwrap_or_default();
                 let epoch = parts.first().and_then(Value::as_str).and_then(Epoch::parse);
                 let top = parts.get(1).and_then(Value::as_int).unwrap_or(0).max(0) as u64;
+                if parts.get(2).and_then(Value::as_int) == Some(1) {
+                    warn!(
+                        "channel {channel}: stream went back in redis (it lost writes): new epoch"
+                    );
+                    self.node.rewinds += 1;
+                }
                 if let Some(epoch) = epoch {
                     let (mut cmds, node) = self.cmds();
                     node.on_top(&mut cmds, &channel, epoch, top);

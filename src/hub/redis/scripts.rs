@@ -9,7 +9,13 @@
 //! **read** — the epoch, the last id, and the live entries after `since` (from the stream's
 //! start if the caller's epoch is not the stream's), in one round trip.
 //!
-//! Both are loaded with SCRIPT LOAD when a connection comes up (so a Redis restart, which
+//! **fence** — where the stream stands (epoch, last id), and a new epoch for it when a node
+//! proves it went back: Redis lost writes (a crash inside `appendfsync everysec`, a failover
+//! to a replica that lagged) and hands out ids it had handed out before, for other messages.
+//! Positions in the old epoch then name two different messages; a new epoch voids them
+//! (resumes answer `recovered:false`) instead of letting a client skip what it never saw.
+//!
+//! All are loaded with SCRIPT LOAD when a connection comes up (so a Redis restart, which
 //! forgets them, is covered) and called with EVALSHA.
 
 use crate::codec::position::Epoch;
@@ -82,9 +88,26 @@ end
 return out
 "#;
 
+/// KEYS: meta. ARGV: the node's epoch, the last id it received in it, force ('1': the node
+/// has proof the stream went back), epoch proposal. Returns {epoch or nil, top, 1 if this call
+/// gave it a new epoch else 0}. Ids only grow
+/// within an epoch, so a top below an id the node received is proof too, and this check
+/// cannot be fooled by a publish racing it.
+pub const FENCE: &str = r#"
+local epoch = redis.call('HGET', KEYS[1], 'e')
+local top = tonumber(redis.call('HGET', KEYS[1], 't') or '0')
+local rotated = 0
+if epoch and epoch == ARGV[1] and (ARGV[3] == '1' or top < tonumber(ARGV[2])) then
+  epoch = ARGV[4]
+  redis.call('HSET', KEYS[1], 'e', epoch)
+  rotated = 1
+end
+return {epoch or false, top, rotated}
+"#;
+
 /// Every script the engine runs, for SCRIPT LOAD at connect.
 pub fn all() -> Vec<&'static str> {
-    let mut all = vec![PUBLISH, READ];
+    let mut all = vec![PUBLISH, READ, FENCE];
     all.extend(crate::hub::redis::presence::ALL);
     all
 }
@@ -94,6 +117,7 @@ pub fn all() -> Vec<&'static str> {
 pub struct Shas {
     pub publish: String,
     pub read: String,
+    pub fence: String,
     pub join: String,
     pub leave: String,
     pub refresh: String,
@@ -110,6 +134,7 @@ impl Shas {
         Shas {
             publish: sha1_hex(PUBLISH),
             read: sha1_hex(READ),
+            fence: sha1_hex(FENCE),
             join: sha1_hex(p::JOIN),
             leave: sha1_hex(p::LEAVE),
             refresh: sha1_hex(p::REFRESH),
@@ -177,6 +202,17 @@ pub fn read_args(
         history_ttl_s.max(1).to_string().into_bytes(),
         proposal.as_str().as_bytes().to_vec(),
         META_TTL_S.to_string().into_bytes(),
+    ]
+}
+
+/// The arguments of a fence (after `EVALSHA sha 1`).
+pub fn fence_args(channel: &str, epoch: &Epoch, top: u64, force: bool) -> Vec<Vec<u8>> {
+    vec![
+        crate::hub::redis::wire::meta_key(channel).into_bytes(),
+        epoch.as_str().as_bytes().to_vec(),
+        top.to_string().into_bytes(),
+        vec![if force { b'1' } else { b'0' }],
+        Epoch::random().as_str().as_bytes().to_vec(),
     ]
 }
 

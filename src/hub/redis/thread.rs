@@ -289,26 +289,10 @@ impl Thread {
         }
     }
 
-    /// Asks every shard where the node's channels stand (one pipelined HMGET each).
+    /// Asks every shard where the node's channels stand (one pipelined fence each).
     fn check_tops(&mut self) {
-        let n = self.shards.len();
-        let names: Vec<Box<str>> = self.node.channels().map(Into::into).collect();
-        for name in names {
-            let Some(shard) = self.shards.get_mut(shard_of(&name, n)) else {
-                continue;
-            };
-            if !shard.cmd.is_ready() {
-                continue;
-            }
-            let key = wire::meta_key(&name);
-            if shard
-                .cmd
-                .send(&[b"HMGET", key.as_bytes(), b"e", b"t"])
-                .is_ok()
-            {
-                shard.expect.push_back(Expect::Top(name));
-            }
-        }
+        let (mut cmds, node) = self.cmds();
+        node.check(&mut cmds);
     }
 
     /// Writes every connection's queued commands (subscriptions batched first).
@@ -356,6 +340,7 @@ impl Thread {
             channels_refused: self.node.refused,
             gap_fills: self.node.gap_fills,
             resets: self.node.resets,
+            rewinds: self.node.rewinds,
             messages_in: self.node.messages_in,
             ..self.stats
         };
