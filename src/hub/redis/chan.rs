@@ -13,7 +13,7 @@ use crate::codec::protocol;
 use crate::hub::engine::{Answered, ReplyTo, Subscription};
 use crate::hub::link::{self, Delivery, Wakes, Workers};
 use crate::hub::msg::Msg;
-use crate::hub::redis::wire::Kept;
+use crate::hub::redis::wire::{Entry, Kept};
 
 /// A subscription waiting for Redis.
 #[derive(Debug)]
@@ -40,6 +40,9 @@ pub struct Stream {
     /// the reset (Pub/Sub can lag the command connection that brought the new epoch) was
     /// published before the new epoch began, so the reset's replay from history had it.
     pub former: Option<Epoch>,
+    /// The message at `top` when it came straight from Pub/Sub (kept, not copied): the check
+    /// sends its digest, so Redis can tell the node it now keeps another message at that id.
+    pub last: Option<Entry>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +136,7 @@ pub fn reset(
         top,
         live: 0,
         former,
+        last: None,
     });
     ch.held.clear();
     ch.recent.clear();
@@ -177,6 +181,7 @@ pub fn answer(
                 top,
                 live: 0,
                 former: None,
+                last: None,
             });
         }
         Some(s) if s.epoch != kept.epoch && !stale => {

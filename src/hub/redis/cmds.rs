@@ -66,15 +66,15 @@ impl Store for Cmds<'_> {
         send_script(shard, &self.shas.read, 2, &args, Expect::Read(tag))
     }
 
-    fn fence(&mut self, channel: &str, epoch: &Epoch, top: u64, force: bool) {
+    fn fence(&mut self, channel: &str, epoch: &Epoch, top: u64, force: bool, digest: Option<&str>) {
         let n = self.shards.len();
         if let Some(shard) = self.shards.get_mut(shard_of(channel, n)) {
-            let args = scripts::fence_args(channel, epoch, top, force);
+            let args = scripts::fence_args(channel, epoch, top, force, digest);
             // Refused only while down: the check after the reconnect fences again.
             let _ = send_script(
                 shard,
                 &self.shas.fence,
-                1,
+                2,
                 &args,
                 Expect::Top(channel.into()),
             );

@@ -46,8 +46,9 @@ pub trait Store {
     ) -> Result<(), String>;
     /// Asks where the channel's stream stands (answered by [`Node::on_top`]), giving it a
     /// new epoch if it is still `epoch` and went back: `force` when the node has proof, else
-    /// when its top is below `top`.
-    fn fence(&mut self, channel: &str, epoch: &Epoch, top: u64, force: bool);
+    /// when its top is below `top` or the message it keeps at `top` is not the one whose
+    /// digest ([`Entry::digest`]) the node gives.
+    fn fence(&mut self, channel: &str, epoch: &Epoch, top: u64, force: bool, digest: Option<&str>);
     /// `user` joined / left the channel here (presence).
     fn join(&mut self, channel: &str, user: &str);
     fn leave(&mut self, channel: &str, user: &str);
@@ -333,7 +334,9 @@ impl Node {
     pub fn check(&mut self, store: &mut dyn Store) {
         for (name, ch) in &self.chans {
             if let (Some(s), true) = (&ch.stream, ch.link != Link::Unsubscribed) {
-                store.fence(name, &s.epoch, s.top.max(s.live), false);
+                let top = s.top.max(s.live);
+                let digest = s.last.as_ref().filter(|l| l.id == top).map(Entry::digest);
+                store.fence(name, &s.epoch, top, false, digest.as_deref());
             }
         }
     }
@@ -355,7 +358,7 @@ impl Node {
                 e.id, s.live
             );
             let (at, epoch) = (s.top.max(s.live), s.epoch.clone());
-            store.fence(channel, &epoch, at, true);
+            store.fence(channel, &epoch, at, true, None);
             return;
         }
         let seq = e.id;
@@ -373,6 +376,9 @@ impl Node {
             Some(_) if ch.filling => hold(ch, msg),
             Some(s) if msg.seq == s.top + 1 => {
                 deliver(&self.workers, ch, msg, &mut wakes);
+                if let Some(s) = ch.stream.as_mut() {
+                    s.last = Some(e);
+                }
             }
             // A jump: what is between comes from history first.
             Some(_) => {
@@ -459,7 +465,7 @@ impl Node {
                              {since}",
                             kept.top
                         );
-                        store.fence(&channel, &epoch, since, true);
+                        store.fence(&channel, &epoch, since, true, None);
                     }
                     Ok(kept) => again = fill(&self.workers, ch, &channel, kept, &mut wakes),
                     // Tried again at the next message, check or reconnect.

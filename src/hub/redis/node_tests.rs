@@ -17,6 +17,7 @@ struct Fake {
     subscribed: Vec<String>,
     reads: Vec<(String, u64, u64)>,   // channel, since, tag
     fences: Vec<(String, u64, bool)>, // channel, top, force
+    digests: Vec<Option<String>>,
 }
 
 impl Store for Fake {
@@ -36,8 +37,9 @@ impl Store for Fake {
         self.reads.push((channel.into(), since, tag));
         Ok(())
     }
-    fn fence(&mut self, channel: &str, _: &Epoch, top: u64, force: bool) {
+    fn fence(&mut self, channel: &str, _: &Epoch, top: u64, force: bool, digest: Option<&str>) {
         self.fences.push((channel.into(), top, force));
+        self.digests.push(digest.map(str::to_owned));
     }
     fn join(&mut self, _: &str, _: &str) {}
     fn leave(&mut self, _: &str, _: &str) {}
@@ -286,12 +288,20 @@ fn a_fill_that_finds_redis_below_the_node_fences_and_checks_send_the_top() {
     drain(&r);
     r.node.check(&mut r.store);
     assert_eq!(r.store.fences, [("c".to_string(), 5, false)]);
-    // A jump makes the node read after 5; Redis says its top is 3.
+    assert_eq!(r.store.digests, [None], "5 came by a read: no message kept");
+    // One straight from Pub/Sub is kept, and the check names it.
+    r.node.on_message(&mut r.store, "c", entry(6), epoch());
+    r.node.check(&mut r.store);
+    assert_eq!(r.store.fences[1], ("c".to_string(), 6, false));
+    assert_eq!(r.store.digests[1], Some(entry(6).digest()));
+    r.store.fences.clear();
+    drain(&r);
+    // A jump makes the node read after 6; Redis says its top is 3.
     r.node.on_message(&mut r.store, "c", entry(8), epoch());
     let (_, since, tag) = r.store.reads.pop().expect("a fill read");
-    assert_eq!(since, 5);
+    assert_eq!(since, 6);
     r.node.on_read(&mut r.store, tag, Ok(kept(3, 3..=3)));
-    assert_eq!(r.store.fences[1], ("c".to_string(), 5, true));
+    assert_eq!(r.store.fences, [("c".to_string(), 6, true)]);
     assert!(
         drain(&r).is_empty(),
         "nothing delivered from a stream that went back"

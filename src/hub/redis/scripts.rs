@@ -88,16 +88,22 @@ end
 return out
 "#;
 
-/// KEYS: meta. ARGV: the node's epoch, the last id it received in it, force ('1': the node
-/// has proof the stream went back), epoch proposal. Returns {epoch or nil, top, 1 if this call
-/// gave it a new epoch else 0}. Ids only grow
-/// within an epoch, so a top below an id the node received is proof too, and this check
-/// cannot be fooled by a publish racing it.
+/// KEYS: meta, history. ARGV: the node's epoch, the last id it received in it, force ('1':
+/// the node has proof the stream went back), epoch proposal, the digest of the message the
+/// node has at that id ('' if unknown). Returns {epoch or nil, top, 1 if this call gave it a
+/// new epoch else 0}. Ids only grow within an epoch, so a top below an id the node received
+/// is proof too, and this check cannot be fooled by a publish racing it; the digest catches
+/// a node that was away while the ids were handed out again past its position.
 pub const FENCE: &str = r#"
 local epoch = redis.call('HGET', KEYS[1], 'e')
 local top = tonumber(redis.call('HGET', KEYS[1], 't') or '0')
 local rotated = 0
-if epoch and epoch == ARGV[1] and (ARGV[3] == '1' or top < tonumber(ARGV[2])) then
+local back = ARGV[3] == '1' or top < tonumber(ARGV[2])
+if epoch and epoch == ARGV[1] and not back and ARGV[5] ~= '' then
+  local at = redis.call('XRANGE', KEYS[2], ARGV[2] .. '-0', ARGV[2] .. '-0')
+  back = #at == 1 and redis.sha1hex(at[1][2][2] .. at[1][2][4]) ~= ARGV[5]
+end
+if epoch and epoch == ARGV[1] and back then
   epoch = ARGV[4]
   redis.call('HSET', KEYS[1], 'e', epoch)
   rotated = 1
@@ -206,13 +212,21 @@ pub fn read_args(
 }
 
 /// The arguments of a fence (after `EVALSHA sha 1`).
-pub fn fence_args(channel: &str, epoch: &Epoch, top: u64, force: bool) -> Vec<Vec<u8>> {
+pub fn fence_args(
+    channel: &str,
+    epoch: &Epoch,
+    top: u64,
+    force: bool,
+    digest: Option<&str>,
+) -> Vec<Vec<u8>> {
     vec![
         crate::hub::redis::wire::meta_key(channel).into_bytes(),
+        crate::hub::redis::wire::history_key(channel).into_bytes(),
         epoch.as_str().as_bytes().to_vec(),
         top.to_string().into_bytes(),
         vec![if force { b'1' } else { b'0' }],
         Epoch::random().as_str().as_bytes().to_vec(),
+        digest.unwrap_or("").as_bytes().to_vec(),
     ]
 }
 

@@ -86,6 +86,16 @@ impl Entry {
         }
     }
 
+    /// What the fence script compares with the entry Redis keeps at this id: SHA-1 (hex) of
+    /// the kind byte and the payload, as Lua's `redis.sha1hex(k .. d)` computes it.
+    pub fn digest(&self) -> String {
+        use sha1::{Digest, Sha1};
+        let mut h = Sha1::new();
+        h.update([self.kind.byte()]);
+        h.update(&self.payload);
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// Encodes the message once for every subscriber (see [`Msg`]).
     pub fn encode(&self, channel: &str) -> Msg {
         self.encode_at(channel, Instant::now())
@@ -148,6 +158,17 @@ pub fn decode_published(bytes: &[u8]) -> Option<(Entry, Epoch)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_digest_is_sha1_of_the_kind_byte_and_the_payload() {
+        // As Lua's redis.sha1hex('t' .. 'hi') (Python: hashlib.sha1(b'thi')).
+        let e = Entry {
+            id: 1,
+            kind: Kind::Text,
+            payload: b"hi".to_vec(),
+        };
+        assert_eq!(e.digest(), "25a2bca7ae5a8ea03be09ca8d282480c08c13052");
+    }
 
     #[test]
     fn keys_share_the_channel_as_hash_tag() {
