@@ -15,67 +15,87 @@
 //! (message payloads start with a digit), once per cluster-wide change: a join when no node
 //! held the user in the channel, a leave when the last node lets go.
 
-/// KEYS: pz, pn. ARGV: user, node, expiry ms, now ms, key TTL s, pubsub channel, pz key TTL s.
+/// Prepends the shard's own clock (ms) as `now`: expiry times are written and compared by
+/// the same Redis that keeps them, so nodes' clocks need not agree.
+macro_rules! with_now {
+    ($body:literal) => {
+        concat!(
+            "local t = redis.call('TIME')\n",
+            "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n",
+            $body
+        )
+    };
+}
+
+/// KEYS: pz, pn. ARGV: user, node, TTL ms, key TTL s, pubsub channel, pz key TTL s.
 /// Adds this node's entry; publishes a join if no live entry had the user. The `pz` key
 /// outlives its entries (see [`users_key_ttl_s`]) so a sweep still finds the expired ones.
-pub const JOIN: &str = r#"
+pub const JOIN: &str = with_now!(
+    r#"
+local expiry = now + tonumber(ARGV[3])
 local was = redis.call('ZSCORE', KEYS[1], ARGV[1])
-local live = was and tonumber(was) > tonumber(ARGV[4])
+local live = was and tonumber(was) > now
 -- Expired but not yet swept: the leave its subscribers have not heard goes first.
-if was and not live then redis.call('SPUBLISH', ARGV[6], 'p-' .. ARGV[1]) end
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
-redis.call('EXPIRE', KEYS[2], ARGV[5])
-redis.call('ZADD', KEYS[1], 'GT', ARGV[3], ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[7])
-if not live then redis.call('SPUBLISH', ARGV[6], 'p+' .. ARGV[1]) end
+if was and not live then redis.call('SPUBLISH', ARGV[5], 'p-' .. ARGV[1]) end
+redis.call('ZADD', KEYS[2], expiry, ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('ZADD', KEYS[1], 'GT', expiry, ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+if not live then redis.call('SPUBLISH', ARGV[5], 'p+' .. ARGV[1]) end
 return live and 0 or 1
-"#;
+"#
+);
 
-/// KEYS: pz, pn. ARGV: user, node, now ms, pubsub channel.
+/// KEYS: pz, pn. ARGV: user, node, pubsub channel.
 /// Removes this node's entry; when no live node holds the user any more, the user leaves
 /// the channel (and a leave is published).
-pub const LEAVE: &str = r#"
+pub const LEAVE: &str = with_now!(
+    r#"
 redis.call('ZREM', KEYS[2], ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 if redis.call('ZCARD', KEYS[2]) > 0 then return 0 end
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
-  redis.call('SPUBLISH', ARGV[4], 'p-' .. ARGV[1])
+  redis.call('SPUBLISH', ARGV[3], 'p-' .. ARGV[1])
 end
 return 1
-"#;
+"#
+);
 
-/// KEYS: pz1, pn1, pz2, pn2, ... ARGV: node, expiry ms, key TTL s, now ms, pz key TTL s,
-/// user1, user2, ...
+/// KEYS: pz1, pn1, pz2, pn2, ... ARGV: node, TTL ms, key TTL s, pz key TTL s, user1, user2, ...
 /// Refreshes this node's channel entries in one call (a batch of the heartbeat). A user the
 /// channel had lost meanwhile (this node's refreshes were late past the TTL, and a sweep
 /// published its leave) joins again, with the event. The Pub/Sub channel is the `pz` key
 /// without its last letter (so a heartbeat need not send both; a unit test holds the key
 /// layouts to it).
-pub const REFRESH: &str = r#"
-for i = 6, #ARGV do
-  local pz, pn = KEYS[2 * (i - 5) - 1], KEYS[2 * (i - 5)]
+pub const REFRESH: &str = with_now!(
+    r#"
+local expiry = now + tonumber(ARGV[2])
+for i = 5, #ARGV do
+  local pz, pn = KEYS[2 * (i - 4) - 1], KEYS[2 * (i - 4)]
   local was = redis.call('ZSCORE', pz, ARGV[i])
-  if not was or tonumber(was) <= tonumber(ARGV[4]) then
+  if not was or tonumber(was) <= now then
     local pubsub = string.sub(pz, 1, -2)
     if was then redis.call('SPUBLISH', pubsub, 'p-' .. ARGV[i]) end
     redis.call('SPUBLISH', pubsub, 'p+' .. ARGV[i])
   end
-  redis.call('ZADD', pn, ARGV[2], ARGV[1])
+  redis.call('ZADD', pn, expiry, ARGV[1])
   redis.call('EXPIRE', pn, ARGV[3])
-  redis.call('ZADD', pz, 'GT', ARGV[2], ARGV[i])
-  redis.call('EXPIRE', pz, ARGV[5])
+  redis.call('ZADD', pz, 'GT', expiry, ARGV[i])
+  redis.call('EXPIRE', pz, ARGV[4])
 end
-return #ARGV - 5
-"#;
+return #ARGV - 4
+"#
+);
 
-/// KEYS: pz1, pz2, ... ARGV: now ms.
+/// KEYS: pz1, pz2, ...
 /// Users whose every entry in a channel expired (their nodes died) leave it, with the leave
 /// event a clean close would have published; each removed before its event, so the sweeps of
 /// many nodes publish it once. Returns how many left.
-pub const SWEEP: &str = r#"
+pub const SWEEP: &str = with_now!(
+    r#"
 local left = 0
 for i = 1, #KEYS do
-  for _, user in ipairs(redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', ARGV[1])) do
+  for _, user in ipairs(redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', now)) do
     if redis.call('ZREM', KEYS[i], user) == 1 then
       redis.call('SPUBLISH', string.sub(KEYS[i], 1, -2), 'p-' .. user)
       left = left + 1
@@ -83,15 +103,25 @@ for i = 1, #KEYS do
   end
 end
 return left
-"#;
+"#
+);
 
-/// KEYS: z1, c1, z2, c2, ... ARGV: node, expiry ms, key TTL s, count1, count2, ...
+/// KEYS: pz. Who is present in the channel (live entries).
+pub const PRESENT: &str = with_now!(
+    r#"
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+"#
+);
+
+/// KEYS: z1, c1, z2, c2, ... ARGV: node, TTL ms, key TTL s, count1, count2, ...
 /// Sets this node's registry entry for each user (count 0 removes it), in one call.
-pub const REGISTER: &str = r#"
+pub const REGISTER: &str = with_now!(
+    r#"
+local expiry = now + tonumber(ARGV[2])
 for i = 4, #ARGV do
   local z, c = KEYS[2 * (i - 3) - 1], KEYS[2 * (i - 3)]
   if tonumber(ARGV[i]) > 0 then
-    redis.call('ZADD', z, ARGV[2], ARGV[1])
+    redis.call('ZADD', z, expiry, ARGV[1])
     redis.call('HSET', c, ARGV[1], ARGV[i])
     redis.call('EXPIRE', z, ARGV[3])
     redis.call('EXPIRE', c, ARGV[3])
@@ -101,41 +131,50 @@ for i = 4, #ARGV do
   end
 end
 return #ARGV - 3
-"#;
+"#
+);
 
-/// KEYS: z1, z2, ... ARGV: now ms. Which users have a live registry entry (1/0 each).
-pub const ONLINE: &str = r#"
+/// KEYS: z1, z2, ... Which users have a live registry entry (1/0 each).
+pub const ONLINE: &str = with_now!(
+    r#"
 local out = {}
 for i = 1, #KEYS do
-  out[i] = redis.call('ZCOUNT', KEYS[i], '(' .. ARGV[1], '+inf') > 0 and 1 or 0
+  out[i] = redis.call('ZCOUNT', KEYS[i], '(' .. now, '+inf') > 0 and 1 or 0
 end
 return out
-"#;
+"#
+);
 
-/// KEYS: z, c. ARGV: now ms. The user's live nodes and the connections each holds:
+/// KEYS: z, c. The user's live nodes and the connections each holds:
 /// {node1, count1, node2, count2, ...}.
-pub const NODES: &str = r#"
-local nodes = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')
+pub const NODES: &str = with_now!(
+    r#"
+local nodes = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
 local out = {}
 for _, n in ipairs(nodes) do
   table.insert(out, n)
   table.insert(out, redis.call('HGET', KEYS[2], n) or '0')
 end
 return out
-"#;
+"#
+);
 
-/// KEYS: z. ARGV: now ms, payload. Publishes `payload` to the inbox of every node holding a
+/// KEYS: z. ARGV: payload. Publishes `payload` to the inbox of every node holding a
 /// connection of the user; returns how many.
-pub const SEND: &str = r#"
-local nodes = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')
+pub const SEND: &str = with_now!(
+    r#"
+local nodes = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
 for _, n in ipairs(nodes) do
-  redis.call('SPUBLISH', 'sb:n:{' .. n .. '}', ARGV[2])
+  redis.call('SPUBLISH', 'sb:n:{' .. n .. '}', ARGV[1])
 end
 return #nodes
-"#;
+"#
+);
 
 /// Every script of this module, for loading at connect.
-pub const ALL: [&str; 8] = [JOIN, LEAVE, REFRESH, SWEEP, REGISTER, ONLINE, NODES, SEND];
+pub const ALL: [&str; 9] = [
+    JOIN, LEAVE, REFRESH, SWEEP, PRESENT, REGISTER, ONLINE, NODES, SEND,
+];
 
 /// How long a channel's `pz` key lives after its last refresh: its entries' TTL, then time
 /// for the sweeps (every 5/12 of the TTL, at most 5 s) to find them expired and publish the

@@ -68,10 +68,13 @@ impl Thread {
                     let (mut cmds, node) = self.cmds();
                     node.unsubscribe(&mut cmds, &channel, worker, user.as_deref());
                 }
-                Request::Presence { channel, reply } => {
-                    self.users
-                        .ask_presence(&mut self.shards, &self.workers, &channel, reply)
-                }
+                Request::Presence { channel, reply } => self.users.ask_presence(
+                    &mut self.shards,
+                    &self.shas,
+                    &self.workers,
+                    &channel,
+                    reply,
+                ),
                 Request::Online { users, reply } => {
                     self.users
                         .ask_online(&mut self.shards, &self.shas, &self.workers, users, reply)

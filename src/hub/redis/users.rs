@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::codec::protocol::Data;
 use crate::hub::engine::{Answered, EngineError, ReplyTo, UserInfo};
@@ -45,12 +45,6 @@ struct Online {
     shards_left: usize,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 fn unavailable(why: impl Into<Box<str>>) -> EngineError {
     EngineError::Unavailable(why.into())
 }
@@ -73,8 +67,9 @@ impl Users {
         (self.ttl * 5 / 12).max(Duration::from_millis(200))
     }
 
-    fn expiry(&self) -> String {
-        (now_ms() + self.ttl.as_millis() as u64).to_string()
+    /// How long an entry lives without a refresh; the scripts add it to Redis' own clock.
+    fn ttl_ms(&self) -> String {
+        self.ttl.as_millis().to_string()
     }
 
     fn key_ttl(&self) -> String {
@@ -115,8 +110,7 @@ impl Users {
             presence::channel_user_nodes_key(channel, user).into_bytes(),
             user.as_bytes().to_vec(),
             self.node.as_bytes().to_vec(),
-            self.expiry().into_bytes(),
-            now_ms().to_string().into_bytes(),
+            self.ttl_ms().into_bytes(),
             self.key_ttl().into_bytes(),
             wire::pubsub_channel(channel).into_bytes(),
             self.users_key_ttl().into_bytes(),
@@ -142,7 +136,6 @@ impl Users {
             presence::channel_user_nodes_key(channel, user).into_bytes(),
             user.as_bytes().to_vec(),
             self.node.as_bytes().to_vec(),
-            now_ms().to_string().into_bytes(),
             wire::pubsub_channel(channel).into_bytes(),
         ];
         send_on(shards, channel, &shas.leave, 2, &args);
@@ -168,8 +161,8 @@ impl Users {
                 .or_default()
                 .push((channel, user));
         }
-        let (expiry, key_ttl, now) = (self.expiry(), self.key_ttl(), now_ms().to_string());
-        let users_key_ttl = self.users_key_ttl();
+        let (ttl_ms, key_ttl, users_key_ttl) =
+            (self.ttl_ms(), self.key_ttl(), self.users_key_ttl());
         for (s, pairs) in by_shard {
             for batch in pairs.chunks(REFRESH_BATCH) {
                 let mut args: Vec<Vec<u8>> = Vec::with_capacity(3 * batch.len() + 5);
@@ -178,9 +171,8 @@ impl Users {
                     args.push(presence::channel_user_nodes_key(c, u).into_bytes());
                 }
                 args.push(self.node.as_bytes().to_vec());
-                args.push(expiry.clone().into_bytes());
+                args.push(ttl_ms.clone().into_bytes());
                 args.push(key_ttl.clone().into_bytes());
-                args.push(now.clone().into_bytes());
                 args.push(users_key_ttl.clone().into_bytes());
                 args.extend(batch.iter().map(|(_, u)| u.as_bytes().to_vec()));
                 if let Some(shard) = shards.get_mut(s) {
@@ -206,11 +198,9 @@ impl Users {
                 .or_default()
                 .push(presence::channel_users_key(c));
         }
-        let now = now_ms().to_string();
         for (s, keys) in by_shard {
             for batch in keys.chunks(REFRESH_BATCH) {
-                let mut args: Vec<Vec<u8>> = batch.iter().map(|k| k.clone().into_bytes()).collect();
-                args.push(now.clone().into_bytes());
+                let args: Vec<Vec<u8>> = batch.iter().map(|k| k.clone().into_bytes()).collect();
                 if let Some(shard) = shards.get_mut(s) {
                     let _ = send_script(shard, &shas.sweep, batch.len(), &args, Expect::Quiet);
                 }
@@ -227,7 +217,7 @@ impl Users {
                 .or_default()
                 .push(u);
         }
-        let (expiry, key_ttl) = (self.expiry(), self.key_ttl());
+        let (ttl_ms, key_ttl) = (self.ttl_ms(), self.key_ttl());
         for (s, users) in by_shard {
             for batch in users.chunks(REFRESH_BATCH) {
                 let mut args: Vec<Vec<u8>> = Vec::with_capacity(3 * batch.len() + 3);
@@ -236,7 +226,7 @@ impl Users {
                     args.push(presence::user_counts_key(u).into_bytes());
                 }
                 args.push(self.node.as_bytes().to_vec());
-                args.push(expiry.clone().into_bytes());
+                args.push(ttl_ms.clone().into_bytes());
                 args.push(key_ttl.clone().into_bytes());
                 for u in batch {
                     let n = self.conns.get(u).copied().unwrap_or(0);
@@ -254,19 +244,14 @@ impl Users {
     pub fn ask_presence(
         &self,
         shards: &mut [Shard],
+        shas: &Shas,
         workers: &Workers,
         channel: &str,
         reply: ReplyTo,
     ) {
-        let key = presence::channel_users_key(channel);
-        let from = format!("({}", now_ms());
-        let args: [&[u8]; 4] = [b"ZRANGEBYSCORE", key.as_bytes(), from.as_bytes(), b"+inf"];
+        let args = vec![presence::channel_users_key(channel).into_bytes()];
         let sent = match shards.get_mut(shard_of(channel, shards.len())) {
-            Some(shard) if shard.cmd.is_ready() => shard
-                .cmd
-                .send(&args)
-                .map(|()| shard.expect.push_back(Expect::Presence(reply))),
-            Some(shard) => Err(shard.cmd.reason.clone().unwrap_or_default()),
+            Some(shard) => send_script(shard, &shas.present, 1, &args, Expect::Presence(reply)),
             None => Err("no shard".into()),
         };
         if let Err(why) = sent {
@@ -300,14 +285,12 @@ impl Users {
                 shards_left: by_shard.len(),
             },
         );
-        let now = now_ms().to_string();
         for (s, slots) in by_shard {
-            let mut args: Vec<Vec<u8>> = slots
+            let args: Vec<Vec<u8>> = slots
                 .iter()
                 .filter_map(|&i| users.get(i))
                 .map(|u| presence::user_key(u).into_bytes())
                 .collect();
-            args.push(now.clone().into_bytes());
             let n = slots.len();
             let expect = Expect::Online { batch, slots };
             let sent = match shards.get_mut(s) {
@@ -374,7 +357,6 @@ impl Users {
     ) {
         let args = vec![
             presence::user_key(user).into_bytes(),
-            now_ms().to_string().into_bytes(),
             presence::encode_inbox(what),
         ];
         let sent = match shards.get_mut(shard_of(user, shards.len())) {
@@ -398,7 +380,6 @@ impl Users {
         let args = vec![
             presence::user_key(user).into_bytes(),
             presence::user_counts_key(user).into_bytes(),
-            now_ms().to_string().into_bytes(),
         ];
         let sent = match shards.get_mut(shard_of(user, shards.len())) {
             Some(shard) => send_script(shard, &shas.nodes, 2, &args, Expect::Info(reply)),
