@@ -76,6 +76,7 @@ impl Users {
         self.ttl.as_secs().max(1).to_string()
     }
 
+    /// How long a channel's users key outlives its last refresh (see `users_key_ttl_s`).
     fn users_key_ttl(&self) -> String {
         presence::users_key_ttl_s(self.ttl.as_secs().max(1)).to_string()
     }
@@ -191,18 +192,17 @@ impl Users {
         shas: &Shas,
         channels: impl Iterator<Item = &'a str>,
     ) {
-        let mut by_shard: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+        let mut by_shard: BTreeMap<usize, Vec<Vec<u8>>> = BTreeMap::new();
         for c in channels {
             by_shard
                 .entry(shard_of(c, shards.len()))
                 .or_default()
-                .push(presence::channel_users_key(c));
+                .push(presence::channel_users_key(c).into_bytes());
         }
         for (s, keys) in by_shard {
             for batch in keys.chunks(REFRESH_BATCH) {
-                let args: Vec<Vec<u8>> = batch.iter().map(|k| k.clone().into_bytes()).collect();
                 if let Some(shard) = shards.get_mut(s) {
-                    let _ = send_script(shard, &shas.sweep, batch.len(), &args, Expect::Quiet);
+                    let _ = send_script(shard, &shas.sweep, batch.len(), batch, Expect::Quiet);
                 }
             }
         }
