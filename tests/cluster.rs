@@ -357,19 +357,25 @@ fn read_reset_and_replay(
     (epoch, replay)
 }
 
+/// A live subscriber of `channel` that has seen messages 1 to 5; returns it and the epoch.
+fn subscriber_at_five(a: &Server, http: &mut HttpConn, channel: &str) -> (Client, String) {
+    let (mut c, _) = subscriber(a, channel, None);
+    let (_, epoch) = (1..=5)
+        .map(|i| publish(http, channel, json!(i)))
+        .last()
+        .expect("5");
+    for i in 1..=5 {
+        assert_eq!(c.read_message_id(channel).0, i);
+    }
+    (c, epoch)
+}
+
 #[test]
 fn a_stream_that_went_back_in_redis_gets_a_new_epoch() {
     let redis = Redis::start();
     let a = node(&[&redis], &[]);
     let mut http = HttpConn::connect(a.addr());
-    let (mut c, _) = subscriber(&a, "back", None);
-    let (_, old) = (1..=5)
-        .map(|i| publish(&mut http, "back", json!(i)))
-        .last()
-        .expect("5");
-    for i in 1..=5 {
-        assert_eq!(c.read_message_id("back").0, i);
-    }
+    let (mut c, old) = subscriber_at_five(&a, &mut http, "back");
 
     // Redis forgets 4 and 5 and numbers the next publish 4 again, in the same epoch. A
     // client at 5 would resume past the new 4 without ever seeing it: the node saw 5 come
@@ -395,14 +401,7 @@ fn a_stream_that_went_back_in_redis_gets_a_new_epoch() {
 
     // Quiet: nothing published after the loss. The check after the node's reconnect finds
     // Redis below what the node received, and fences the stream all the same.
-    let (mut q, _) = subscriber(&a, "quiet", None);
-    let (_, old) = (1..=5)
-        .map(|i| publish(&mut http, "quiet", json!(i)))
-        .last()
-        .expect("5");
-    for i in 1..=5 {
-        assert_eq!(q.read_message_id("quiet").0, i);
-    }
+    let (mut q, old) = subscriber_at_five(&a, &mut http, "quiet");
     lose_writes_after(&redis, "quiet", 3, 4..=5);
     redis.cmd(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]);
     let (_, replay) = read_reset_and_replay(&mut q, "quiet", &old, 3);
@@ -411,14 +410,7 @@ fn a_stream_that_went_back_in_redis_gets_a_new_epoch() {
     // Away: while the node was cut off, Redis went back to 3 and other nodes published a
     // new 4, 5 and 6, past where the node stands (5); no Pub/Sub message reached it. The ids
     // look new to it, but the check names the message it has at 5 and Redis keeps another.
-    let (mut w, _) = subscriber(&a, "away", None);
-    let (_, old) = (1..=5)
-        .map(|i| publish(&mut http, "away", json!(i)))
-        .last()
-        .expect("5");
-    for i in 1..=5 {
-        assert_eq!(w.read_message_id("away").0, i);
-    }
+    let (mut w, old) = subscriber_at_five(&a, &mut http, "away");
     lose_writes_after(&redis, "away", 3, 4..=5);
     for (id, data) in [(4, "\"new 4\""), (5, "\"new 5\""), (6, "\"new 6\"")] {
         // Entries carry their publish time (ms); history skips those past its TTL.
