@@ -435,27 +435,12 @@ fn parse_close(payload: &[u8]) -> Result<Event<'_>, ProtocolError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::mask::apply_mask_bytewise;
 
     /// A masked client frame, as a conforming client would send it.
     pub fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-        let key = [0xA1, 0xB2, 0xC3, 0xD4];
-        let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
-        match payload.len() {
-            n if n < 126 => out.push(0x80 | n as u8),
-            n if n <= 0xFFFF => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&key);
-        let mut body = payload.to_vec();
-        apply_mask_bytewise(&mut body, key, 0);
-        out.extend_from_slice(&body);
+        let mut out = Vec::new();
+        let first = (if fin { 0x80 } else { 0 }) | opcode;
+        crate::codec::frame::write_client_frame(&mut out, first, payload, [0xA1, 0xB2, 0xC3, 0xD4]);
         out
     }
 

@@ -155,7 +155,14 @@ pub fn encode_server_header_rsv1(
     opcode: OpCode,
     payload_len: usize,
 ) -> usize {
-    out[0] = (if fin { 0x80 } else { 0 }) | (if rsv1 { 0x40 } else { 0 }) | opcode.bits();
+    let first = (if fin { 0x80 } else { 0 }) | (if rsv1 { 0x40 } else { 0 }) | opcode.bits();
+    encode_header(out, first, payload_len)
+}
+
+/// A header with `first` as its first byte and the payload length in the shortest of the
+/// three encodings; the mask bit clear.
+fn encode_header(out: &mut [u8; MAX_HEADER_LEN], first: u8, payload_len: usize) -> usize {
+    out[0] = first;
     if payload_len < 126 {
         out[1] = payload_len as u8;
         2
@@ -168,6 +175,21 @@ pub fn encode_server_header_rsv1(
         out[2..10].copy_from_slice(&(payload_len as u64).to_be_bytes());
         10
     }
+}
+
+/// Appends one masked client frame (RFC 6455 §5.3) whose first byte is `first` as given —
+/// FIN, RSV bits and opcode, valid or not — for the load generator's frames and for tests
+/// and fuzzers that must also write the ones a server refuses.
+pub fn write_client_frame(out: &mut Vec<u8>, first: u8, payload: &[u8], mask: [u8; 4]) {
+    let mut header = [0u8; MAX_HEADER_LEN];
+    let n = encode_header(&mut header, first, payload.len());
+    header[1] |= 0x80;
+    out.reserve(n + 4 + payload.len());
+    out.extend_from_slice(&header[..n]);
+    out.extend_from_slice(&mask);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    crate::codec::mask::apply_mask(&mut out[start..], mask, 0);
 }
 
 /// Appends a complete unmasked server frame (header + payload) to `out`.
@@ -239,6 +261,22 @@ mod tests {
                 rsv1: false,
             }
         );
+    }
+
+    #[test]
+    fn client_frames_are_written_byte_for_byte() {
+        let mut out = Vec::new();
+        write_client_frame(&mut out, 0x81, b"Hello", [0x37, 0xfa, 0x21, 0x3d]);
+        assert_eq!(
+            out,
+            [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]
+        );
+        // Any first byte as given (no FIN, RSV1, a reserved opcode); a 16-bit length.
+        out.clear();
+        write_client_frame(&mut out, 0x43, &[0; 200], [1, 2, 3, 4]);
+        assert_eq!(out[..8], [0x43, 0xFE, 0x00, 0xC8, 1, 2, 3, 4]);
+        assert_eq!(out[8..12], [1, 2, 3, 4], "zeros masked are the key");
+        assert_eq!(out.len(), 8 + 200);
     }
 
     #[test]

@@ -7,9 +7,8 @@
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use switchboard::codec::frame::{encode_server_header, OpCode, MAX_HEADER_LEN};
+use switchboard::codec::frame::{self, OpCode};
 use switchboard::codec::http::{accept_key, find_head_end};
-use switchboard::codec::mask::apply_mask;
 
 /// A 101 head bigger than this is not a server we want to talk to.
 pub const MAX_RESPONSE_HEAD_BYTES: usize = 8 * 1024;
@@ -116,20 +115,10 @@ pub fn parse_upgrade_response(buf: &[u8], key: &[u8; 16], offered: bool) -> Upgr
     }
 }
 
-/// Appends one complete masked client frame (RFC 6455 §5.3: every client frame is masked).
+/// Appends one complete masked client frame (RFC 6455 §5.3: every client frame is masked),
+/// the whole message in one frame.
 pub fn write_client_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8], mask: [u8; 4]) {
-    // The server's header encoder writes the same bytes minus the mask bit and key.
-    let mut header = [0u8; MAX_HEADER_LEN];
-    let n = encode_server_header(&mut header, true, opcode, payload.len());
-    header[1] |= 0x80;
-    out.reserve(n + 4 + payload.len());
-    out.extend_from_slice(header.get(..n).unwrap_or(&[]));
-    out.extend_from_slice(&mask);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    if let Some(tail) = out.get_mut(start..) {
-        apply_mask(tail, mask, 0);
-    }
+    frame::write_client_frame(out, 0x80 | opcode.bits(), payload, mask);
 }
 
 /// Appends a masked Close frame carrying `code`.
