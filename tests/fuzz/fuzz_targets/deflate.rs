@@ -22,11 +22,12 @@
 use std::cell::RefCell;
 
 use libfuzzer_sys::fuzz_target;
-use switchboard::codec::decoder::{Decoder, Event, Flow};
+use switchboard::codec::decoder::{Event, Flow};
 use switchboard::codec::deflate::{Deflate, Inflater};
-use switchboard::error::ProtocolError;
+use switchboard::codec::frame::write_client_frame;
 
-const MAX_MESSAGE: [usize; 8] = [0, 1, 125, 126, 1000, 65_535, 65_536, 1 << 20];
+mod split;
+use split::End;
 
 thread_local! {
     /// Kept across inputs, as a worker keeps its own for its life: building zlib state per
@@ -40,30 +41,10 @@ enum Seen {
     Control,
 }
 
-#[derive(Debug, PartialEq)]
-enum End {
-    OutOfInput,
-    Stopped,
-    Failed(ProtocolError),
-}
-
 /// A masked client frame; RSV bits as given in `rsv` (bits 4-6 of the first byte).
 fn frame(out: &mut Vec<u8>, fin: bool, rsv: u8, opcode: u8, payload: &[u8]) {
-    let key = [0x37, 0xfa, 0x21, 0x3d];
-    out.push(if fin { 0x80 } else { 0 } | (rsv & 0x70) | (opcode & 0x0F));
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xFFFF => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&key);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    let first = if fin { 0x80 } else { 0 } | (rsv & 0x70) | (opcode & 0x0F);
+    write_client_frame(out, first, payload, [0x37, 0xfa, 0x21, 0x3d]);
 }
 
 /// The client stream a script describes, and the messages it must decode to when every
@@ -117,13 +98,8 @@ fn build(mut script: &[u8], deflate: &mut Deflate) -> (Vec<u8>, Option<Vec<Seen>
 }
 
 fn run(stream: &[u8], cuts: &[usize], max: usize, inflater: &mut Inflater) -> (Vec<Seen>, End) {
-    let mut decoder = Decoder::new();
-    let mut seen = Vec::new();
-    let mut start = 0;
-    for end in cuts.iter().copied().chain([stream.len()]) {
-        let mut piece = stream[start..end].to_vec();
-        start = end;
-        let result = decoder.decode_with(&mut piece, max, Some(&mut *inflater), |event| {
+    split::run(stream, cuts, |decoder, piece, seen| {
+        decoder.decode_with(piece, max, Some(&mut *inflater), |event| {
             let (s, flow) = match event {
                 Event::Message { text, payload } => {
                     let payload = payload.as_slice();
@@ -139,31 +115,16 @@ fn run(stream: &[u8], cuts: &[usize], max: usize, inflater: &mut Inflater) -> (V
             };
             seen.push(s);
             flow
-        });
-        match result {
-            Ok(Flow::Continue) => {}
-            Ok(Flow::Stop) => return (seen, End::Stopped),
-            Err(e) => return (seen, End::Failed(e)),
-        }
-    }
-    (seen, End::OutOfInput)
+        })
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&control, rest)) = data.split_first() else {
-        return;
-    };
-    let max = MAX_MESSAGE[usize::from(control & 0x07)];
-    let n_cuts = usize::from(control >> 4);
-    let Some((cut_bytes, script)) = rest.split_at_checked(2 * n_cuts) else {
+    let Some((max, cut_bytes, script)) = split::header(data) else {
         return;
     };
     let (stream, expect) = DEFLATE.with(|d| build(script, &mut d.borrow_mut()));
-    let mut cuts: Vec<usize> = cut_bytes
-        .chunks_exact(2)
-        .map(|c| usize::from(u16::from_le_bytes([c[0], c[1]])) % (stream.len() + 1))
-        .collect();
-    cuts.sort_unstable();
+    let cuts = split::cuts(cut_bytes, stream.len());
 
     // One inflater for both runs (and every input), as a worker shares one across its
     // connections.

@@ -12,13 +12,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use switchboard::codec::decoder::{Decoder, Event, Flow};
+use switchboard::codec::decoder::{Event, Flow};
 use switchboard::codec::frame::{close_code, MAX_CONTROL_PAYLOAD};
-use switchboard::error::ProtocolError;
 
-/// Message size limits to try: zero, tiny, around a control frame, the 16-bit length boundary
-/// and a server-like 1 MiB.
-const MAX_MESSAGE: [usize; 8] = [0, 1, 125, 126, 1000, 65_535, 65_536, 1 << 20];
+mod split;
+use split::End;
 
 #[derive(Debug, PartialEq)]
 enum Seen {
@@ -28,24 +26,10 @@ enum Seen {
     Close(Option<u16>, String),
 }
 
-#[derive(Debug, PartialEq)]
-enum End {
-    /// All input consumed, nothing refused.
-    OutOfInput,
-    /// The handler stopped after a Close.
-    Stopped,
-    Failed(ProtocolError),
-}
-
 /// Decodes `stream` split at `cuts` (sorted offsets into it) with one decoder.
 fn run(stream: &[u8], cuts: &[usize], max: usize) -> (Vec<Seen>, End) {
-    let mut decoder = Decoder::new();
-    let mut seen = Vec::new();
-    let mut start = 0;
-    for end in cuts.iter().copied().chain([stream.len()]) {
-        let mut piece = stream[start..end].to_vec();
-        start = end;
-        let result = decoder.decode(&mut piece, max, |event| {
+    split::run(stream, cuts, |decoder, piece, seen| {
+        decoder.decode(piece, max, |event| {
             let (s, flow) = match event {
                 Event::Message { text, payload } => {
                     let payload = payload.as_slice();
@@ -78,31 +62,15 @@ fn run(stream: &[u8], cuts: &[usize], max: usize) -> (Vec<Seen>, End) {
             };
             seen.push(s);
             flow
-        });
-        match result {
-            Ok(Flow::Continue) => {}
-            Ok(Flow::Stop) => return (seen, End::Stopped),
-            Err(e) => return (seen, End::Failed(e)),
-        }
-    }
-    (seen, End::OutOfInput)
+        })
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&control, rest)) = data.split_first() else {
+    let Some((max, cut_bytes, stream)) = split::header(data) else {
         return;
     };
-    let max = MAX_MESSAGE[usize::from(control & 0x07)];
-    let n_cuts = usize::from(control >> 4);
-    let Some((cut_bytes, stream)) = rest.split_at_checked(2 * n_cuts) else {
-        return;
-    };
-    let mut cuts: Vec<usize> = cut_bytes
-        .chunks_exact(2)
-        .map(|c| usize::from(u16::from_le_bytes([c[0], c[1]])) % (stream.len() + 1))
-        .collect();
-    cuts.sort_unstable();
-
+    let cuts = split::cuts(cut_bytes, stream.len());
     let whole = run(stream, &[], max);
     let split = run(stream, &cuts, max);
     assert_eq!(whole, split, "cuts {cuts:?}, max {max}");
